@@ -1,0 +1,28 @@
+//! # nodegate-core
+//!
+//! The runtime-free core of nodegate, the authenticated data plane of LocalAI-style distributed
+//! inference clusters. Every decision of the system lives here as a pure function or a value:
+//!
+//! - [`config`]: typed configuration of the three roles, parsed from (name, value) pairs;
+//! - [`posture`]: one evaluation per role — protected, anonymous (with loud warnings) or refused;
+//! - [`auth`]: bearer-token checks with digests compared in constant time;
+//! - [`keys`]: percent-decoding, validation and routing of file keys to safe relative paths;
+//! - [`upload`]: `Content-Range` and hash headers, and the resumable-upload planner;
+//! - [`request`]: classification of request heads into commands, auth first;
+//! - [`response`]: every response described as data.
+//!
+//! ## What this crate does not do
+//! It performs no I/O: no sockets, no files, no environment, no clock, no async runtime. Time,
+//! configuration and file state arrive as arguments; decisions leave as values that an adapter
+//! (`nodegate-tokio`, …) carries out. It never panics on input.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod keys;
+pub mod posture;
+pub mod request;
+pub mod response;
+pub mod upload;
