@@ -276,7 +276,10 @@ pub fn authorize(policy: &AuthPolicy, headers: &HeaderMap) -> AuthDecision {
 /// [`RejectReason::Malformed`] or [`RejectReason::WrongScheme`].
 pub fn parse_bearer(value: &[u8]) -> Result<&[u8], RejectReason> {
     let value = trim_ows(value);
-    if value.iter().any(|&b| !(0x21..=0x7e).contains(&b) && b != b' ') {
+    if value
+        .iter()
+        .any(|&b| !(0x21..=0x7e).contains(&b) && b != b' ')
+    {
         return Err(RejectReason::Malformed);
     }
     let Some(space) = value.iter().position(|&b| b == b' ') else {
@@ -517,7 +520,10 @@ mod tests {
         for (value, expected) in [
             (&b"Bearer new"[..], AuthDecision::Allow),
             (b"Bearer old", AuthDecision::Allow),
-            (b"Bearer older", AuthDecision::Reject(RejectReason::Mismatch)),
+            (
+                b"Bearer older",
+                AuthDecision::Reject(RejectReason::Mismatch),
+            ),
         ] {
             assert_eq!(authorize(&policy, &headers(&[value])), expected);
         }

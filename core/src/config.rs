@@ -1,1 +1,2794 @@
-//! Placeholder: being written.
+//! Typed configuration of the three roles, parsed from (name, value) pairs.
+//!
+//! An adapter collects the variables of its role from flags and the environment into [`Vars`]
+//! (an empty value counts as unset), reads the files that [`Vars::files_to_read`] names into
+//! [`FileContents`], and calls [`Config::parse`]. The result is either a [`Config`] whose values
+//! are all valid, or the first [`ConfigError`], whose `Display` is
+//! `<VARIABLE>: <problem and what to do>` and never contains a secret. The adapter prints it and
+//! exits with status 2 before binding anything. Whether the configuration is *safe* is a separate
+//! question answered by [`crate::posture`].
+//!
+//! Variable names, defaults and meanings are LocalAI's (spec §6.1–§6.3), plus a few of nodegate's
+//! own; [`known_variables`] lists them per role. Variables a role does not know are ignored.
+//!
+//! # Policies
+//!
+//! - **Booleans**: Go's `strconv.ParseBool` set (`1 t T TRUE true True 0 f F FALSE false False`)
+//!   plus `yes`/`no`/`on`/`off` in any case. Anything else is an error.
+//! - **Durations**: Go syntax (`10s`, `1m30s`, `500ms`, `1.5h`, `0`; units `ns us µs ms s m h`).
+//!   Negative or unparsable values are errors (LocalAI panics on a negative heartbeat, spec §8.30).
+//!   `LOCALAI_HEARTBEAT_INTERVAL=0` means the default 10 s, `LOCALAI_NATS_WORKER_JWT_TTL=0` the
+//!   default 24 h (as in LocalAI).
+//! - **Sizes** (`LOCALAI_MAX_UPLOAD_SIZE`): plain bytes, or a number followed by `K`, `M`, `G` or
+//!   `T` (powers of 1024), optionally followed by `iB` or `B`, case-insensitive: `50GiB`, `100M`,
+//!   `1073741824`. `0` means unlimited (LocalAI treats ≤ 0 as unlimited, security.md SC-13); a
+//!   leading `-` is an error. Default 50 GiB = 53 687 091 200 bytes.
+//! - **Registration token**: `LOCALAI_REGISTRATION_TOKEN` is validated with
+//!   [`Token::parse`]: only-whitespace values and characters outside RFC 6750 `b64token` are
+//!   errors (SC-03, SC-05; the value is never echoed). `LOCALAI_REGISTRATION_TOKEN_FILE` names a
+//!   file the adapter reads; trailing `\r` and `\n` are trimmed (SC-04), then the same validation
+//!   applies; an empty file is an error; setting both variables is an error.
+//!   `LOCALAI_REGISTRATION_TOKEN_PREVIOUS` (accepted as well during a rotation, frontend and
+//!   supervisor worker) without a current token is an error.
+//! - **NATS credentials**: at most one static mode among `LOCALAI_NATS_JWT`+`LOCALAI_NATS_USER_SEED`,
+//!   `LOCALAI_NATS_TOKEN`, `LOCALAI_NATS_USER`+`LOCALAI_NATS_PASSWORD`, `LOCALAI_NATS_NKEY_SEED`
+//!   and `LOCALAI_NATS_CREDS_FILE`. Half of a pair (JWT without seed, user without password,
+//!   service JWT without service seed, TLS cert without key, and the reverses) is an error that
+//!   names the missing variable (SC-08). These pairing errors are **configuration errors** (exit
+//!   2), not posture refusals: the process stops before binding either way. The frontend's and
+//!   agent worker's service credentials (`LOCALAI_NATS_SERVICE_JWT`/`_SEED`) are a separate
+//!   source; a static mode, when set, takes precedence over them (as the agent worker's
+//!   environment JWT does in LocalAI). Credentials embedded in `LOCALAI_NATS_URL`
+//!   (`nats://user:pass@host`) are not counted as a credential source.
+//! - **Files**: every file variable (`LOCALAI_REGISTRATION_TOKEN_FILE`, `LOCALAI_NATS_CREDS_FILE`,
+//!   `LOCALAI_NATS_TLS_CA`/`_CERT`/`_KEY`) must have been read by the adapter; an unreadable or
+//!   empty file is an error naming its variable and the I/O error, never the contents (SC-09).
+//! - **Ports and addresses** (supervisor worker, spec §2.2 and §7.7): the base port is the port of
+//!   `LOCALAI_ADDR` if it is `host:port` with a port in 1..65535, else that of
+//!   `LOCALAI_SERVE_ADDR` (default `0.0.0.0:50051`), else 50051; unusable values fall through
+//!   (listed by [`WorkerConfig::unusable_port_vars`] for the adapter to warn about). The HTTP bind
+//!   is `LOCALAI_HTTP_ADDR` verbatim (which must be `host:port` with a port in 1..65535) or
+//!   `0.0.0.0:<base-1>`. A base port of 1 would give the file server port 0 (spec §8.33) and is
+//!   an error naming the variable that set it. `LOCALAI_GRPC_MAX_PORT` 0 means 65535; a maximum
+//!   below the base port is an error.
+//! - **Models path**: `LOCALAI_MODELS_PATH` defaults to `models`, relative to the current directory
+//!   (LocalAI's `${basepath}/models`); the string is kept as given and the adapter makes it
+//!   absolute. Staging and data directories are derived lexically (Go `filepath.Join`).
+//! - **Node name**: defaults to the host name (`agent-<hostname>` for the agent worker), or
+//!   `localhost` when the adapter could not determine it.
+//! - Values of non-secret variables are quoted in errors (at most 64 characters); values of secret
+//!   variables never are.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::auth::{AuthPolicy, Token, TokenError};
+
+// ---------------------------------------------------------------------------------------------
+// Variable names
+// ---------------------------------------------------------------------------------------------
+
+/// Frontend: enables distributed mode.
+pub const DISTRIBUTED: &str = "LOCALAI_DISTRIBUTED";
+/// Frontend: HTTP API listen address (default `:8080`).
+pub const ADDRESS: &str = "LOCALAI_ADDRESS";
+/// Frontend: new nodes start healthy instead of pending approval.
+pub const AUTO_APPROVE_NODES: &str = "LOCALAI_AUTO_APPROVE_NODES";
+/// The shared registration token (node endpoints, worker file server, backend gRPC).
+pub const REGISTRATION_TOKEN: &str = "LOCALAI_REGISTRATION_TOKEN";
+/// A file holding the registration token (nodegate).
+pub const REGISTRATION_TOKEN_FILE: &str = "LOCALAI_REGISTRATION_TOKEN_FILE";
+/// The previous registration token, still accepted during a rotation (nodegate).
+pub const REGISTRATION_TOKEN_PREVIOUS: &str = "LOCALAI_REGISTRATION_TOKEN_PREVIOUS";
+/// An empty registration token becomes a startup error (frontend, supervisor worker).
+pub const REGISTRATION_REQUIRE_AUTH: &str = "LOCALAI_REGISTRATION_REQUIRE_AUTH";
+/// Umbrella switch: registration and NATS auth required (NATS only on the agent worker).
+pub const DISTRIBUTED_REQUIRE_AUTH: &str = "LOCALAI_DISTRIBUTED_REQUIRE_AUTH";
+/// NATS server URL.
+pub const NATS_URL: &str = "LOCALAI_NATS_URL";
+/// NATS credentials are required.
+pub const NATS_REQUIRE_AUTH: &str = "LOCALAI_NATS_REQUIRE_AUTH";
+/// Static NATS user JWT (paired with [`NATS_USER_SEED`]).
+pub const NATS_JWT: &str = "LOCALAI_NATS_JWT";
+/// Static NATS user nkey seed (paired with [`NATS_JWT`]).
+pub const NATS_USER_SEED: &str = "LOCALAI_NATS_USER_SEED";
+/// NATS service user JWT (frontend, agent worker).
+pub const NATS_SERVICE_JWT: &str = "LOCALAI_NATS_SERVICE_JWT";
+/// NATS service user seed (frontend, agent worker).
+pub const NATS_SERVICE_SEED: &str = "LOCALAI_NATS_SERVICE_SEED";
+/// Frontend: NATS account seed used to mint worker JWTs.
+pub const NATS_ACCOUNT_SEED: &str = "LOCALAI_NATS_ACCOUNT_SEED";
+/// Frontend: lifetime of minted worker JWTs.
+pub const NATS_WORKER_JWT_TTL: &str = "LOCALAI_NATS_WORKER_JWT_TTL";
+/// NATS TLS CA certificate file.
+pub const NATS_TLS_CA: &str = "LOCALAI_NATS_TLS_CA";
+/// NATS TLS client certificate file.
+pub const NATS_TLS_CERT: &str = "LOCALAI_NATS_TLS_CERT";
+/// NATS TLS client key file.
+pub const NATS_TLS_KEY: &str = "LOCALAI_NATS_TLS_KEY";
+/// Static NATS token (nodegate).
+pub const NATS_TOKEN: &str = "LOCALAI_NATS_TOKEN";
+/// Static NATS user name (nodegate, paired with [`NATS_PASSWORD`]).
+pub const NATS_USER: &str = "LOCALAI_NATS_USER";
+/// Static NATS password (nodegate, paired with [`NATS_USER`]).
+pub const NATS_PASSWORD: &str = "LOCALAI_NATS_PASSWORD";
+/// Static NATS nkey seed (nodegate).
+pub const NATS_NKEY_SEED: &str = "LOCALAI_NATS_NKEY_SEED";
+/// NATS `.creds` file holding a user JWT and seed (nodegate).
+pub const NATS_CREDS_FILE: &str = "LOCALAI_NATS_CREDS_FILE";
+/// Worker: reachable `host:port`; its port is the gRPC base port.
+pub const ADDR: &str = "LOCALAI_ADDR";
+/// Worker: base-port fallback (default `0.0.0.0:50051`).
+pub const SERVE_ADDR: &str = "LOCALAI_SERVE_ADDR";
+/// Worker: file-transfer server bind address.
+pub const HTTP_ADDR: &str = "LOCALAI_HTTP_ADDR";
+/// Worker: gRPC address sent to the frontend.
+pub const ADVERTISE_ADDR: &str = "LOCALAI_ADVERTISE_ADDR";
+/// Worker: file-transfer address sent to the frontend.
+pub const ADVERTISE_HTTP_ADDR: &str = "LOCALAI_ADVERTISE_HTTP_ADDR";
+/// Worker: top of the backend gRPC port range.
+pub const GRPC_MAX_PORT: &str = "LOCALAI_GRPC_MAX_PORT";
+/// Worker, agent worker: frontend base URL to register with.
+pub const REGISTER_TO: &str = "LOCALAI_REGISTER_TO";
+/// Worker, agent worker: registration name.
+pub const NODE_NAME: &str = "LOCALAI_NODE_NAME";
+/// Worker, agent worker: heartbeat period.
+pub const HEARTBEAT_INTERVAL: &str = "LOCALAI_HEARTBEAT_INTERVAL";
+/// Worker: node labels, `k=v,k=v`.
+pub const NODE_LABELS: &str = "LOCALAI_NODE_LABELS";
+/// Worker: replicas of one model this node accepts.
+pub const MAX_REPLICAS_PER_MODEL: &str = "LOCALAI_MAX_REPLICAS_PER_MODEL";
+/// Worker: VRAM budget, sent to the frontend as given.
+pub const VRAM_BUDGET: &str = "LOCALAI_VRAM_BUDGET";
+/// Worker: models directory (also defines the staging and data directories).
+pub const MODELS_PATH: &str = "LOCALAI_MODELS_PATH";
+/// Worker: largest accepted upload body (nodegate).
+pub const MAX_UPLOAD_SIZE: &str = "LOCALAI_MAX_UPLOAD_SIZE";
+/// Worker: time allowed to receive a request head (nodegate; slowloris guard).
+pub const HEADER_TIMEOUT: &str = "NODEGATE_HEADER_TIMEOUT";
+/// Worker: longest pause allowed between two pieces of a request body (nodegate).
+pub const BODY_IDLE_TIMEOUT: &str = "NODEGATE_BODY_IDLE_TIMEOUT";
+/// Worker: most connections the file server serves at once (nodegate).
+pub const MAX_CONNECTIONS: &str = "NODEGATE_MAX_CONNECTIONS";
+/// Agent worker: API base URL (default: the frontend URL).
+pub const API_URL: &str = "LOCALAI_API_URL";
+/// Agent worker: API token (default: the one provisioned at registration).
+pub const API_TOKEN: &str = "LOCALAI_API_TOKEN";
+/// Agent worker: NATS subject of agent jobs.
+pub const AGENT_SUBJECT: &str = "LOCALAI_AGENT_SUBJECT";
+/// Agent worker: NATS queue group of agent workers.
+pub const AGENT_QUEUE: &str = "LOCALAI_AGENT_QUEUE";
+
+/// Default frontend listen address.
+pub const DEFAULT_ADDRESS: &str = ":8080";
+/// Default worker serve address (base-port fallback).
+pub const DEFAULT_SERVE_ADDR: &str = "0.0.0.0:50051";
+/// Base port when neither `LOCALAI_ADDR` nor `LOCALAI_SERVE_ADDR` gives one.
+pub const DEFAULT_BASE_PORT: u16 = 50051;
+/// Default heartbeat period.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default lifetime of minted worker JWTs.
+pub const DEFAULT_WORKER_JWT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default upload limit: 50 GiB.
+pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 50 << 30;
+/// Default time allowed to receive a request head (LocalAI's `ReadHeaderTimeout`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default longest pause inside a request body.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on concurrent connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default models path (relative to the current directory).
+pub const DEFAULT_MODELS_PATH: &str = "models";
+/// Default agent job subject.
+pub const DEFAULT_AGENT_SUBJECT: &str = "agent.execute";
+/// Default agent queue group.
+pub const DEFAULT_AGENT_QUEUE: &str = "agent-workers";
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------
+
+/// The three roles of a cluster node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The frontend (`local-ai run`): node registration, staging files to workers.
+    Frontend,
+    /// The supervisor worker (`local-ai worker`): file-transfer server, backends, NATS.
+    Worker,
+    /// The agent worker (`local-ai agent-worker`): registration and NATS, no file server.
+    AgentWorker,
+}
+
+impl Role {
+    /// Every role, for iteration.
+    pub const ALL: [Role; 3] = [Role::Frontend, Role::Worker, Role::AgentWorker];
+
+    /// A short name (`frontend`, `worker`, `agent-worker`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Frontend => "frontend",
+            Self::Worker => "worker",
+            Self::AgentWorker => "agent-worker",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One documented configuration variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VarInfo {
+    /// The environment variable name.
+    pub name: &'static str,
+    /// The default, as text (`""` when there is none).
+    pub default: &'static str,
+    /// One line on what it does.
+    pub meaning: &'static str,
+    /// Whether the value is a secret (never printed).
+    pub secret: bool,
+}
+
+/// The variables a role reads, in the order [`Config::parse`] checks them.
+#[must_use]
+pub fn known_variables(role: Role) -> &'static [VarInfo] {
+    match role {
+        Role::Frontend => FRONTEND_VARS,
+        Role::Worker => WORKER_VARS,
+        Role::AgentWorker => AGENT_VARS,
+    }
+}
+
+/// Configuration variables by name. An empty value counts as unset; when a name appears more
+/// than once, the last pair wins.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Vars {
+    map: BTreeMap<String, String>,
+}
+
+impl Vars {
+    /// Collects (name, value) pairs.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            map: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of `name`, or `None` when unset or empty.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Variables naming files the adapter must read before parsing: (variable, path).
+    #[must_use]
+    pub fn files_to_read(&self) -> Vec<(&'static str, String)> {
+        FILE_VARS
+            .iter()
+            .filter_map(|&var| self.get(var).map(|path| (var, path.to_owned())))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Vars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets: only names are shown.
+        f.debug_set().entries(self.map.keys()).finish()
+    }
+}
+
+/// The contents of the files named by [`Vars::files_to_read`], as the adapter read them.
+#[derive(Clone, Default)]
+pub struct FileContents {
+    map: BTreeMap<String, Result<Vec<u8>, String>>,
+}
+
+impl FileContents {
+    /// No files read.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the result of reading the file of `var`: its bytes, or the I/O error text (which
+    /// must not contain the file's contents).
+    pub fn insert(&mut self, var: &str, result: Result<Vec<u8>, String>) {
+        self.map.insert(var.to_owned(), result);
+    }
+
+    fn get(&self, var: &str) -> Option<&Result<Vec<u8>, String>> {
+        self.map.get(var)
+    }
+}
+
+impl fmt::Debug for FileContents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Contents may be secrets (token file, key, creds): only sizes are shown.
+        let mut map = f.debug_map();
+        for (var, result) in &self.map {
+            match result {
+                Ok(bytes) => map.entry(var, &format_args!("{} bytes", bytes.len())),
+                Err(error) => map.entry(var, &format_args!("error: {error}")),
+            };
+        }
+        map.finish()
+    }
+}
+
+/// Facts about the host that the adapter supplies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The host name, when it could be determined.
+    pub hostname: Option<String>,
+    /// The process id.
+    pub pid: u32,
+}
+
+impl Host {
+    /// The host name, or `localhost` when unknown or empty (LocalAI's fallback).
+    #[must_use]
+    pub fn hostname_or_localhost(&self) -> &str {
+        self.hostname
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost")
+    }
+}
+
+/// A secret value (NATS password, seed, JWT, token; agent API token): `Debug` and `Display`
+/// print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for adapters that must transmit it. Never log the result.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole configuration of one process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The role this configuration is for.
+    pub role: Role,
+    /// Registration token, require-auth switches and registration settings.
+    pub registration: RegistrationConfig,
+    /// NATS connection settings.
+    pub nats: NatsConfig,
+    /// Supervisor-worker settings (`Some` exactly for [`Role::Worker`]).
+    pub worker: Option<WorkerConfig>,
+    /// Frontend settings (`Some` exactly for [`Role::Frontend`]).
+    pub frontend: Option<FrontendConfig>,
+    /// Agent-worker settings (`Some` exactly for [`Role::AgentWorker`]).
+    pub agent: Option<AgentConfig>,
+}
+
+/// Registration token and registration settings.
+#[derive(Clone)]
+pub struct RegistrationConfig {
+    /// The registration token; `None` = anonymous mode.
+    pub token: Option<Token>,
+    /// The previous token, still accepted during a rotation (frontend and worker only).
+    pub previous_token: Option<Token>,
+    /// `LOCALAI_REGISTRATION_REQUIRE_AUTH` (always `false` for the agent worker, which has no
+    /// such switch).
+    pub require_auth: bool,
+    /// `LOCALAI_DISTRIBUTED_REQUIRE_AUTH`, the umbrella switch.
+    pub distributed_require_auth: bool,
+    /// Frontend base URL to register with (workers; `None` on the frontend).
+    pub register_to: Option<String>,
+    /// Registration name (workers; the host name on the frontend, where it is unused).
+    pub node_name: String,
+    /// Heartbeat period (workers; the default on the frontend, where it is unused).
+    pub heartbeat_interval: Duration,
+    /// The variable the token came from ([`REGISTRATION_TOKEN`] or [`REGISTRATION_TOKEN_FILE`]).
+    pub token_source: Option<&'static str>,
+}
+
+impl fmt::Debug for RegistrationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistrationConfig")
+            .field("token", &self.token)
+            .field("previous_token", &self.previous_token)
+            .field("require_auth", &self.require_auth)
+            .field("distributed_require_auth", &self.distributed_require_auth)
+            .field(
+                "register_to",
+                &self.register_to.as_deref().map(redact_userinfo),
+            )
+            .field("node_name", &self.node_name)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("token_source", &self.token_source)
+            .finish()
+    }
+}
+
+/// NATS connection settings.
+#[derive(Clone)]
+pub struct NatsConfig {
+    /// The server URL; `None` = NATS not used (a worker serving files only).
+    pub url: Option<String>,
+    /// `LOCALAI_NATS_REQUIRE_AUTH` (the granular switch; see [`Config::nats_auth_required`]).
+    pub require_auth: bool,
+    /// The static credential mode, if any.
+    pub credentials: NatsCredentials,
+    /// TLS files.
+    pub tls: NatsTls,
+    /// Service user JWT and seed (frontend, agent worker).
+    pub service: Option<ServiceCredentials>,
+    /// Account seed used to mint worker JWTs (frontend).
+    pub account_seed: Option<Secret>,
+    /// Lifetime of minted worker JWTs (frontend; 0 means the default 24 h).
+    pub worker_jwt_ttl: Duration,
+}
+
+impl NatsConfig {
+    /// The URL with any `user:password@` replaced by `***:***@`, for logs.
+    #[must_use]
+    pub fn url_for_display(&self) -> Option<String> {
+        self.url.as_deref().map(redact_userinfo)
+    }
+
+    /// Whether TLS is configured (any of CA, cert, key set).
+    #[must_use]
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.ca.is_some() || self.tls.cert.is_some() || self.tls.key.is_some()
+    }
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &self.url_for_display())
+            .field("require_auth", &self.require_auth)
+            .field("credentials", &self.credentials)
+            .field("tls", &self.tls)
+            .field("service", &self.service)
+            .field("account_seed", &self.account_seed)
+            .field("worker_jwt_ttl", &self.worker_jwt_ttl)
+            .finish()
+    }
+}
+
+/// The static NATS credential mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsCredentials {
+    /// No static credential.
+    None,
+    /// `LOCALAI_NATS_TOKEN`.
+    Token(Secret),
+    /// `LOCALAI_NATS_USER` + `LOCALAI_NATS_PASSWORD`.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: Secret,
+    },
+    /// `LOCALAI_NATS_NKEY_SEED`.
+    Nkey {
+        /// The nkey seed.
+        seed: Secret,
+    },
+    /// `LOCALAI_NATS_CREDS_FILE` (read again by the adapter when connecting).
+    CredsFile {
+        /// The file path.
+        path: String,
+    },
+    /// `LOCALAI_NATS_JWT` + `LOCALAI_NATS_USER_SEED`.
+    Jwt {
+        /// The user JWT.
+        jwt: Secret,
+        /// The user nkey seed.
+        seed: Secret,
+    },
+}
+
+impl NatsCredentials {
+    /// The variable that selects this mode (`None` for [`NatsCredentials::None`]).
+    #[must_use]
+    pub fn variable(&self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::Token(_) => Some(NATS_TOKEN),
+            Self::UserPassword { .. } => Some(NATS_USER),
+            Self::Nkey { .. } => Some(NATS_NKEY_SEED),
+            Self::CredsFile { .. } => Some(NATS_CREDS_FILE),
+            Self::Jwt { .. } => Some(NATS_JWT),
+        }
+    }
+
+    /// Whether a static credential is configured.
+    #[must_use]
+    pub fn is_some(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
+/// NATS service user credentials (`LOCALAI_NATS_SERVICE_JWT` + `LOCALAI_NATS_SERVICE_SEED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCredentials {
+    /// The service user JWT.
+    pub jwt: Secret,
+    /// The service user seed.
+    pub seed: Secret,
+}
+
+/// NATS TLS files (paths; each was checked to be readable and non-empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    /// CA certificate file.
+    pub ca: Option<String>,
+    /// Client certificate file (always together with `key`).
+    pub cert: Option<String>,
+    /// Client key file (always together with `cert`).
+    pub key: Option<String>,
+}
+
+/// Supervisor-worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `LOCALAI_ADDR`: reachable `host:port`, as given.
+    pub addr: Option<String>,
+    /// `LOCALAI_SERVE_ADDR`, as given or the default `0.0.0.0:50051`.
+    pub serve_addr: String,
+    /// `LOCALAI_HTTP_ADDR`: file-server bind, as given.
+    pub http_addr: Option<String>,
+    /// `LOCALAI_ADVERTISE_ADDR`, as given.
+    pub advertise_addr: Option<String>,
+    /// `LOCALAI_ADVERTISE_HTTP_ADDR`, as given.
+    pub advertise_http_addr: Option<String>,
+    /// Top of the backend port range (`LOCALAI_GRPC_MAX_PORT`; 0 is stored as 65535).
+    pub grpc_max_port: u16,
+    /// `LOCALAI_MODELS_PATH`, as given (default `models`).
+    pub models_path: PathBuf,
+    /// Largest accepted upload body in bytes; `None` = unlimited.
+    pub max_upload_size: Option<u64>,
+    /// `LOCALAI_NODE_LABELS` as key/value pairs.
+    pub node_labels: BTreeMap<String, String>,
+    /// `LOCALAI_MAX_REPLICAS_PER_MODEL` (default 1).
+    pub max_replicas_per_model: u32,
+    /// `LOCALAI_VRAM_BUDGET`, sent as given.
+    pub vram_budget: Option<String>,
+    /// `NODEGATE_HEADER_TIMEOUT`: time allowed to receive a request head (default 30s).
+    pub header_timeout: Duration,
+    /// `NODEGATE_BODY_IDLE_TIMEOUT`: longest pause inside a request body (default 60s). An
+    /// idle timeout, not a total one: multi-gigabyte uploads are legitimate.
+    pub body_idle_timeout: Duration,
+    /// `NODEGATE_MAX_CONNECTIONS`: most connections served at once (default 512).
+    pub max_connections: usize,
+}
+
+impl WorkerConfig {
+    /// The gRPC base port (spec §2.2 `effectiveBasePort`).
+    #[must_use]
+    pub fn base_port(&self) -> u16 {
+        self.base_port_and_source().0
+    }
+
+    /// The variable the base port came from ([`ADDR`] or [`SERVE_ADDR`]; `None` when it is
+    /// the built-in 50051 or the default serve address).
+    #[must_use]
+    pub fn base_port_source(&self) -> Option<&'static str> {
+        self.base_port_and_source().1
+    }
+
+    /// Variables that were set but gave no usable port and were skipped (LocalAI warns).
+    #[must_use]
+    pub fn unusable_port_vars(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (var, value) in self.port_candidates() {
+            if port_of(value).is_some() {
+                break;
+            }
+            out.push(var);
+        }
+        out
+    }
+
+    /// The file-transfer server bind address: `LOCALAI_HTTP_ADDR` verbatim, else
+    /// `0.0.0.0:<base-1>`.
+    #[must_use]
+    pub fn http_bind(&self) -> String {
+        match &self.http_addr {
+            Some(addr) => addr.clone(),
+            None => format!("0.0.0.0:{}", self.base_port().saturating_sub(1)),
+        }
+    }
+
+    /// The gRPC address sent to the frontend: `LOCALAI_ADVERTISE_ADDR`, else `LOCALAI_ADDR`,
+    /// else `<hostname>:<base>` (`localhost` when `hostname` is empty).
+    #[must_use]
+    pub fn advertise(&self, hostname: &str) -> String {
+        if let Some(addr) = self.advertise_addr.as_ref().or(self.addr.as_ref()) {
+            return addr.clone();
+        }
+        let host = if hostname.is_empty() {
+            "localhost"
+        } else {
+            hostname
+        };
+        join_host_port(host, self.base_port())
+    }
+
+    /// The file-transfer address sent to the frontend (`http_address`):
+    /// `LOCALAI_ADVERTISE_HTTP_ADDR`, else the host of [`WorkerConfig::advertise`] with port
+    /// base−1 (the *base* port, not the advertised one); host `localhost` when the advertise
+    /// address has no port to split off.
+    #[must_use]
+    pub fn advertise_http(&self, hostname: &str) -> String {
+        if let Some(addr) = &self.advertise_http_addr {
+            return addr.clone();
+        }
+        let advertise = self.advertise(hostname);
+        let host = split_host_port(&advertise).map_or("localhost", |(host, _)| host);
+        join_host_port(host, self.base_port().saturating_sub(1))
+    }
+
+    /// The models directory, lexically cleaned.
+    #[must_use]
+    pub fn models_dir(&self) -> PathBuf {
+        clean_path(&self.models_path)
+    }
+
+    /// The staging directory: `<models>/../staging`, lexically cleaned like Go `filepath.Join`.
+    #[must_use]
+    pub fn staging_dir(&self) -> PathBuf {
+        clean_path(&self.models_path.join("..").join("staging"))
+    }
+
+    /// The data directory: `<models>/../data`, lexically cleaned like Go `filepath.Join`.
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        clean_path(&self.models_path.join("..").join("data"))
+    }
+
+    fn port_candidates(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.addr
+            .as_deref()
+            .map(|a| (ADDR, a))
+            .into_iter()
+            .chain(std::iter::once((SERVE_ADDR, self.serve_addr.as_str())))
+    }
+
+    fn base_port_and_source(&self) -> (u16, Option<&'static str>) {
+        for (var, value) in self.port_candidates() {
+            if let Some(port) = port_of(value) {
+                let source = if var == SERVE_ADDR && value == DEFAULT_SERVE_ADDR {
+                    None
+                } else {
+                    Some(var)
+                };
+                return (port, source);
+            }
+        }
+        (DEFAULT_BASE_PORT, None)
+    }
+}
+
+/// Frontend settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendConfig {
+    /// `LOCALAI_ADDRESS`, the HTTP API listen address (default `:8080`).
+    pub address: String,
+    /// `LOCALAI_DISTRIBUTED`.
+    pub distributed: bool,
+    /// `LOCALAI_AUTO_APPROVE_NODES`.
+    pub auto_approve_nodes: bool,
+}
+
+/// Agent-worker settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// `LOCALAI_API_URL` (default: `LOCALAI_REGISTER_TO`).
+    pub api_url: Option<String>,
+    /// `LOCALAI_API_TOKEN` (default: the token provisioned at registration).
+    pub api_token: Option<Secret>,
+    /// `LOCALAI_AGENT_SUBJECT` (default `agent.execute`).
+    pub subject: String,
+    /// `LOCALAI_AGENT_QUEUE` (default `agent-workers`).
+    pub queue: String,
+}
+
+impl fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("api_url", &self.api_url.as_deref().map(redact_userinfo))
+            .field("api_token", &self.api_token)
+            .field("subject", &self.subject)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// A configuration variable with a bad value. `Display`: `<VARIABLE>: <problem>`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    variable: &'static str,
+    problem: ConfigProblem,
+}
+
+impl ConfigError {
+    /// The variable to fix.
+    #[must_use]
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+
+    /// What is wrong with it.
+    #[must_use]
+    pub fn problem(&self) -> &ConfigProblem {
+        &self.problem
+    }
+
+    fn new(variable: &'static str, problem: ConfigProblem) -> Self {
+        Self { variable, problem }
+    }
+}
+
+/// What is wrong with a variable. Quoted values are those of non-secret variables only.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigProblem {
+    /// Not a boolean.
+    #[error("{value:?} is not a boolean; use true or false (also 1/0, yes/no, on/off)")]
+    NotABool {
+        /// The value (truncated).
+        value: String,
+    },
+    /// Not a Go duration.
+    #[error(
+        "{value:?} is not a duration ({reason}); use Go syntax such as 10s, 1m30s, 500ms or 1h"
+    )]
+    InvalidDuration {
+        /// The value (truncated).
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A negative duration.
+    #[error("{value:?} is negative; durations must not be negative")]
+    NegativeDuration {
+        /// The value (truncated).
+        value: String,
+    },
+    /// Not a size.
+    #[error(
+        "{value:?} is not a size; use bytes or a K/M/G/T suffix (powers of 1024) such as 50GiB, \
+         100M or 1073741824, or 0 for unlimited"
+    )]
+    InvalidSize {
+        /// The value (truncated).
+        value: String,
+    },
+    /// A negative size.
+    #[error("{value:?} is negative; use 0 for unlimited")]
+    NegativeSize {
+        /// The value (truncated).
+        value: String,
+    },
+    /// Not a non-negative integer in range.
+    #[error("{value:?} is not a whole number between {min} and {max}")]
+    InvalidNumber {
+        /// The value (truncated).
+        value: String,
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// Not `host:port` with a port in 1..65535.
+    #[error(
+        "{value:?} is not host:port with a port from 1 to 65535 (for example 0.0.0.0:50050 or [::]:50050)"
+    )]
+    InvalidAddress {
+        /// The value (truncated).
+        value: String,
+    },
+    /// Base port 1 would put the file server on port 0.
+    #[error(
+        "gives base port 1, so the file-transfer server would get port 0 (base port - 1); use a \
+         port of 2 or more, or set LOCALAI_HTTP_ADDR and LOCALAI_ADVERTISE_HTTP_ADDR"
+    )]
+    HttpPortZero,
+    /// The backend port range is empty.
+    #[error("{max} is below the base port {base}; set it to at least {base}, or 0 for 65535")]
+    MaxPortBelowBase {
+        /// The configured maximum.
+        max: u16,
+        /// The base port.
+        base: u16,
+    },
+    /// Not a list of `key=value` labels.
+    #[error("{value:?} is not a comma-separated list of key=value labels")]
+    InvalidLabels {
+        /// The value (truncated).
+        value: String,
+    },
+    /// An invalid token (the value is never repeated).
+    #[error("{0}")]
+    InvalidToken(TokenError),
+    /// A secret made only of whitespace.
+    #[error("contains only whitespace; set a real value or leave it unset")]
+    OnlyWhitespace,
+    /// A file variable whose file the adapter did not read.
+    #[error("file {path:?} was not read before parsing the configuration")]
+    FileNotRead {
+        /// The path.
+        path: String,
+    },
+    /// A file that could not be read.
+    #[error("cannot read {path:?}: {error}")]
+    UnreadableFile {
+        /// The path.
+        path: String,
+        /// The I/O error text.
+        error: String,
+    },
+    /// An empty file.
+    #[error("file {path:?} is empty")]
+    EmptyFile {
+        /// The path.
+        path: String,
+    },
+    /// A token file that is not UTF-8 text.
+    #[error("file {path:?} is not UTF-8 text")]
+    NotUtf8 {
+        /// The path.
+        path: String,
+    },
+    /// Two variables that exclude each other are both set.
+    #[error("cannot be combined with {other}; set only one of them")]
+    Conflict {
+        /// The other variable.
+        other: &'static str,
+    },
+    /// Half of a pair.
+    #[error("is required when {partner} is set; the two must be set together")]
+    MissingPartner {
+        /// The variable that is set.
+        partner: &'static str,
+    },
+    /// A previous token without a current one.
+    #[error(
+        "is set but LOCALAI_REGISTRATION_TOKEN is not; the previous token is only accepted next \
+         to a current one during a rotation"
+    )]
+    PreviousWithoutCurrent,
+    /// A variable that this configuration requires.
+    #[error("is required when {because} is set")]
+    Required {
+        /// The variable that requires it.
+        because: &'static str,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------
+
+impl Config {
+    /// Parses the configuration of `role`.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found, in the order of [`known_variables`].
+    pub fn parse(
+        role: Role,
+        vars: &Vars,
+        files: &FileContents,
+        host: &Host,
+    ) -> Result<Config, ConfigError> {
+        let r = Reader { role, vars, files };
+        let registration = parse_registration(&r, host)?;
+        let nats = parse_nats(&r)?;
+        let (mut worker, mut frontend, mut agent) = (None, None, None);
+        match role {
+            Role::Frontend => {
+                let f = FrontendConfig {
+                    address: r.text(ADDRESS).unwrap_or(DEFAULT_ADDRESS).to_owned(),
+                    distributed: r.bool(DISTRIBUTED)?,
+                    auto_approve_nodes: r.bool(AUTO_APPROVE_NODES)?,
+                };
+                if f.distributed && nats.url.is_none() {
+                    return Err(ConfigError::new(
+                        NATS_URL,
+                        ConfigProblem::Required {
+                            because: DISTRIBUTED,
+                        },
+                    ));
+                }
+                frontend = Some(f);
+            }
+            Role::Worker => worker = Some(parse_worker(&r)?),
+            Role::AgentWorker => {
+                agent = Some(AgentConfig {
+                    api_url: r
+                        .text(API_URL)
+                        .map(str::to_owned)
+                        .or_else(|| registration.register_to.clone()),
+                    api_token: r.secret(API_TOKEN)?,
+                    subject: r
+                        .text(AGENT_SUBJECT)
+                        .unwrap_or(DEFAULT_AGENT_SUBJECT)
+                        .to_owned(),
+                    queue: r
+                        .text(AGENT_QUEUE)
+                        .unwrap_or(DEFAULT_AGENT_QUEUE)
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(Config {
+            role,
+            registration,
+            nats,
+            worker,
+            frontend,
+            agent,
+        })
+    }
+
+    /// The auth policy of the worker file server / node endpoints.
+    #[must_use]
+    pub fn auth_policy(&self) -> AuthPolicy {
+        AuthPolicy::from_tokens(
+            self.registration.token.as_ref(),
+            self.registration.previous_token.as_ref(),
+        )
+    }
+
+    /// Whether an empty registration token must refuse startup:
+    /// `LOCALAI_REGISTRATION_REQUIRE_AUTH || LOCALAI_DISTRIBUTED_REQUIRE_AUTH` on the frontend and
+    /// the supervisor worker, never on the agent worker (spec §7.4, §8.2).
+    #[must_use]
+    pub fn registration_auth_required(&self) -> bool {
+        match self.role {
+            Role::Frontend | Role::Worker => {
+                self.registration.require_auth || self.registration.distributed_require_auth
+            }
+            Role::AgentWorker => false,
+        }
+    }
+
+    /// Whether NATS credentials are required:
+    /// `LOCALAI_NATS_REQUIRE_AUTH || LOCALAI_DISTRIBUTED_REQUIRE_AUTH` (spec §7.4), every role.
+    #[must_use]
+    pub fn nats_auth_required(&self) -> bool {
+        self.nats.require_auth || self.registration.distributed_require_auth
+    }
+}
+
+/// Replaces the `user:password@` part of a URL with `***:***@` (LocalAI `sanitize.URL`), so the
+/// URL can be logged.
+#[must_use]
+pub fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = url.get(authority_start..).unwrap_or("");
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = rest.get(..authority_len).unwrap_or("");
+    match authority.rfind('@') {
+        Some(at) => format!(
+            "{}***:***{}",
+            url.get(..authority_start).unwrap_or(""),
+            rest.get(at..).unwrap_or("")
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// Parses a Go duration (`time.ParseDuration` syntax).
+///
+/// # Errors
+/// [`ConfigProblem::InvalidDuration`] or [`ConfigProblem::NegativeDuration`].
+pub fn parse_duration(value: &str) -> Result<Duration, ConfigProblem> {
+    let invalid = |reason| ConfigProblem::InvalidDuration {
+        value: shown(value),
+        reason,
+    };
+    let (negative, mut s) = match value.as_bytes().first() {
+        Some(b'-') => (true, value.get(1..).unwrap_or("")),
+        Some(b'+') => (false, value.get(1..).unwrap_or("")),
+        _ => (false, value),
+    };
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(invalid("empty"));
+    }
+    const MAX_NANOS: u128 = i64::MAX as u128;
+    let mut total: u128 = 0;
+    while !s.is_empty() {
+        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
+        let (int_digits, after) = s.split_at(int_len);
+        let mut whole: u128 = 0;
+        for d in int_digits.bytes() {
+            whole = whole * 10 + u128::from(d - b'0');
+            if whole > MAX_NANOS {
+                return Err(invalid("out of range"));
+            }
+        }
+        s = after;
+        let (mut frac, mut scale) = (0u128, 1u128);
+        if let Some(rest) = s.strip_prefix('.') {
+            let frac_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let (frac_digits, after) = rest.split_at(frac_len);
+            for d in frac_digits.bytes() {
+                // Digits beyond nanosecond precision of an hour cannot matter; stop scaling.
+                if scale < 1_000_000_000_000_000_000 {
+                    frac = frac * 10 + u128::from(d - b'0');
+                    scale *= 10;
+                }
+            }
+            s = after;
+            if int_len == 0 && frac_len == 0 {
+                return Err(invalid("missing number"));
+            }
+        } else if int_len == 0 {
+            return Err(invalid("missing number"));
+        }
+        let unit_len = s
+            .char_indices()
+            .find(|&(_, c)| c.is_ascii_digit() || c == '.')
+            .map_or(s.len(), |(i, _)| i);
+        let (unit, after) = s.split_at(unit_len);
+        let nanos_per_unit: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(invalid("missing unit")),
+            _ => return Err(invalid("unknown unit")),
+        };
+        s = after;
+        let part = whole
+            .checked_mul(nanos_per_unit)
+            .and_then(|w| w.checked_add(frac * nanos_per_unit / scale))
+            .ok_or_else(|| invalid("out of range"))?;
+        total = total
+            .checked_add(part)
+            .filter(|&t| t <= MAX_NANOS)
+            .ok_or_else(|| invalid("out of range"))?;
+    }
+    if negative && total > 0 {
+        return Err(ConfigProblem::NegativeDuration {
+            value: shown(value),
+        });
+    }
+    let nanos = u64::try_from(total).map_err(|_| invalid("out of range"))?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// Parses a boolean: Go `strconv.ParseBool` plus `yes`/`no`/`on`/`off` in any case.
+///
+/// # Errors
+/// [`ConfigProblem::NotABool`].
+pub fn parse_bool(value: &str) -> Result<bool, ConfigProblem> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        v if v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("on") => Ok(true),
+        v if v.eq_ignore_ascii_case("no") || v.eq_ignore_ascii_case("off") => Ok(false),
+        _ => Err(ConfigProblem::NotABool {
+            value: shown(value),
+        }),
+    }
+}
+
+/// Parses an upload size; `Ok(None)` means unlimited (`0`).
+///
+/// # Errors
+/// [`ConfigProblem::InvalidSize`] or [`ConfigProblem::NegativeSize`].
+pub fn parse_size(value: &str) -> Result<Option<u64>, ConfigProblem> {
+    let invalid = || ConfigProblem::InvalidSize {
+        value: shown(value),
+    };
+    if value.starts_with('-') {
+        return Err(ConfigProblem::NegativeSize {
+            value: shown(value),
+        });
+    }
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(invalid());
+    }
+    let (number, suffix) = value.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let suffix = suffix.to_ascii_lowercase();
+    let multiplier: u64 = match suffix.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(invalid()),
+    };
+    let bytes = number.checked_mul(multiplier).ok_or_else(invalid)?;
+    Ok((bytes != 0).then_some(bytes))
+}
+
+/// Splits `host:port` like Go's `net.SplitHostPort` (IPv6 hosts in brackets).
+#[must_use]
+pub fn split_host_port(addr: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = addr.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = rest.get(..end)?;
+        let port = rest.get(end + 1..)?.strip_prefix(':')?;
+        if port.contains(['[', ']']) || host.contains('[') {
+            return None;
+        }
+        return Some((host, port));
+    }
+    let colon = addr.rfind(':')?;
+    let (host, port) = (addr.get(..colon)?, addr.get(colon + 1..)?);
+    if host.contains([':', '[', ']']) || port.contains(['[', ']']) {
+        return None;
+    }
+    Some((host, port))
+}
+
+/// Joins a host and a port like Go's `net.JoinHostPort` (brackets around IPv6 hosts).
+#[must_use]
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private helpers
+// ---------------------------------------------------------------------------------------------
+
+const FILE_VARS: [&str; 5] = [
+    REGISTRATION_TOKEN_FILE,
+    NATS_CREDS_FILE,
+    NATS_TLS_CA,
+    NATS_TLS_CERT,
+    NATS_TLS_KEY,
+];
+
+const fn var(name: &'static str, default: &'static str, meaning: &'static str) -> VarInfo {
+    VarInfo {
+        name,
+        default,
+        meaning,
+        secret: false,
+    }
+}
+
+const fn secret(name: &'static str, meaning: &'static str) -> VarInfo {
+    VarInfo {
+        name,
+        default: "",
+        meaning,
+        secret: true,
+    }
+}
+
+const V_TOKEN: VarInfo = secret(
+    REGISTRATION_TOKEN,
+    "shared token for node endpoints, the worker file server and backend gRPC; empty = no auth",
+);
+const V_TOKEN_FILE: VarInfo = var(
+    REGISTRATION_TOKEN_FILE,
+    "",
+    "file holding the registration token (trailing newline trimmed); excludes LOCALAI_REGISTRATION_TOKEN",
+);
+const V_TOKEN_PREVIOUS: VarInfo = secret(
+    REGISTRATION_TOKEN_PREVIOUS,
+    "previous registration token, still accepted during a rotation",
+);
+const V_REG_REQUIRE: VarInfo = var(
+    REGISTRATION_REQUIRE_AUTH,
+    "false",
+    "refuse to start when the registration token is empty",
+);
+const V_DIST_REQUIRE: VarInfo = var(
+    DISTRIBUTED_REQUIRE_AUTH,
+    "false",
+    "umbrella: implies registration and NATS auth required",
+);
+const V_AGENT_DIST_REQUIRE: VarInfo = var(
+    DISTRIBUTED_REQUIRE_AUTH,
+    "false",
+    "umbrella: implies NATS auth required (no registration switch on the agent worker)",
+);
+const V_NATS_URL: VarInfo = var(NATS_URL, "", "NATS server URL; unset = no NATS");
+const V_NATS_REQUIRE: VarInfo = var(
+    NATS_REQUIRE_AUTH,
+    "false",
+    "refuse to start without a NATS credential source",
+);
+const V_NATS_JWT: VarInfo = secret(
+    NATS_JWT,
+    "static NATS user JWT (with LOCALAI_NATS_USER_SEED)",
+);
+const V_NATS_USER_SEED: VarInfo = secret(
+    NATS_USER_SEED,
+    "static NATS user nkey seed (with LOCALAI_NATS_JWT)",
+);
+const V_NATS_TOKEN: VarInfo = secret(NATS_TOKEN, "static NATS token");
+const V_NATS_USER: VarInfo = var(NATS_USER, "", "NATS user name (with LOCALAI_NATS_PASSWORD)");
+const V_NATS_PASSWORD: VarInfo = secret(NATS_PASSWORD, "NATS password (with LOCALAI_NATS_USER)");
+const V_NATS_NKEY_SEED: VarInfo = secret(NATS_NKEY_SEED, "static NATS nkey seed");
+const V_NATS_CREDS_FILE: VarInfo = var(NATS_CREDS_FILE, "", "NATS .creds file (user JWT and seed)");
+const V_NATS_SERVICE_JWT: VarInfo = secret(
+    NATS_SERVICE_JWT,
+    "NATS service user JWT (with LOCALAI_NATS_SERVICE_SEED)",
+);
+const V_NATS_SERVICE_SEED: VarInfo = secret(
+    NATS_SERVICE_SEED,
+    "NATS service user seed (with LOCALAI_NATS_SERVICE_JWT)",
+);
+const V_NATS_TLS_CA: VarInfo = var(NATS_TLS_CA, "", "NATS TLS CA certificate file (PEM)");
+const V_NATS_TLS_CERT: VarInfo = var(
+    NATS_TLS_CERT,
+    "",
+    "NATS TLS client certificate file (PEM, with LOCALAI_NATS_TLS_KEY)",
+);
+const V_NATS_TLS_KEY: VarInfo = var(
+    NATS_TLS_KEY,
+    "",
+    "NATS TLS client key file (PEM, with LOCALAI_NATS_TLS_CERT)",
+);
+const V_REGISTER_TO: VarInfo = var(REGISTER_TO, "", "frontend base URL to register with");
+const V_HEARTBEAT: VarInfo = var(HEARTBEAT_INTERVAL, "10s", "heartbeat period (0 = 10s)");
+
+static FRONTEND_VARS: &[VarInfo] = &[
+    V_TOKEN,
+    V_TOKEN_FILE,
+    V_TOKEN_PREVIOUS,
+    V_REG_REQUIRE,
+    V_DIST_REQUIRE,
+    V_NATS_URL,
+    V_NATS_REQUIRE,
+    V_NATS_JWT,
+    V_NATS_USER_SEED,
+    V_NATS_TOKEN,
+    V_NATS_USER,
+    V_NATS_PASSWORD,
+    V_NATS_NKEY_SEED,
+    V_NATS_CREDS_FILE,
+    V_NATS_SERVICE_JWT,
+    V_NATS_SERVICE_SEED,
+    secret(
+        NATS_ACCOUNT_SEED,
+        "NATS account seed used to mint worker JWTs",
+    ),
+    var(
+        NATS_WORKER_JWT_TTL,
+        "24h",
+        "lifetime of minted worker JWTs (0 = 24h)",
+    ),
+    V_NATS_TLS_CA,
+    V_NATS_TLS_CERT,
+    V_NATS_TLS_KEY,
+    var(ADDRESS, DEFAULT_ADDRESS, "HTTP API listen address"),
+    var(DISTRIBUTED, "false", "enable distributed mode"),
+    var(
+        AUTO_APPROVE_NODES,
+        "false",
+        "new nodes start healthy instead of pending approval",
+    ),
+];
+
+static WORKER_VARS: &[VarInfo] = &[
+    V_TOKEN,
+    V_TOKEN_FILE,
+    V_TOKEN_PREVIOUS,
+    V_REG_REQUIRE,
+    V_DIST_REQUIRE,
+    V_REGISTER_TO,
+    var(
+        NODE_NAME,
+        "<hostname>",
+        "registration name (the node's identity)",
+    ),
+    V_HEARTBEAT,
+    V_NATS_URL,
+    V_NATS_REQUIRE,
+    V_NATS_JWT,
+    V_NATS_USER_SEED,
+    V_NATS_TOKEN,
+    V_NATS_USER,
+    V_NATS_PASSWORD,
+    V_NATS_NKEY_SEED,
+    V_NATS_CREDS_FILE,
+    V_NATS_TLS_CA,
+    V_NATS_TLS_CERT,
+    V_NATS_TLS_KEY,
+    var(
+        ADDR,
+        "",
+        "reachable host:port; its port is the gRPC base port",
+    ),
+    var(SERVE_ADDR, DEFAULT_SERVE_ADDR, "base-port fallback"),
+    var(
+        HTTP_ADDR,
+        "0.0.0.0:<base-1>",
+        "file-transfer server bind address",
+    ),
+    var(
+        ADVERTISE_ADDR,
+        "LOCALAI_ADDR or <hostname>:<base>",
+        "gRPC address sent to the frontend",
+    ),
+    var(
+        ADVERTISE_HTTP_ADDR,
+        "<advertise host>:<base-1>",
+        "file-transfer address sent to the frontend",
+    ),
+    var(
+        GRPC_MAX_PORT,
+        "0 (= 65535)",
+        "top of the backend gRPC port range",
+    ),
+    var(
+        MODELS_PATH,
+        DEFAULT_MODELS_PATH,
+        "models directory; staging and data are its siblings",
+    ),
+    var(
+        MAX_UPLOAD_SIZE,
+        "50GiB",
+        "largest accepted upload body (0 = unlimited)",
+    ),
+    var(
+        HEADER_TIMEOUT,
+        "30s",
+        "time allowed to receive a request head (slowloris guard)",
+    ),
+    var(
+        BODY_IDLE_TIMEOUT,
+        "60s",
+        "longest pause inside a request body (idle, not total)",
+    ),
+    var(MAX_CONNECTIONS, "512", "most connections served at once"),
+    var(NODE_LABELS, "", "node labels, k=v,k=v"),
+    var(
+        MAX_REPLICAS_PER_MODEL,
+        "1",
+        "replicas of one model this node accepts",
+    ),
+    var(
+        VRAM_BUDGET,
+        "",
+        "VRAM budget, sent to the frontend as given",
+    ),
+];
+
+static AGENT_VARS: &[VarInfo] = &[
+    V_TOKEN,
+    V_TOKEN_FILE,
+    V_AGENT_DIST_REQUIRE,
+    V_REGISTER_TO,
+    var(NODE_NAME, "agent-<hostname>", "registration name"),
+    V_HEARTBEAT,
+    V_NATS_URL,
+    V_NATS_REQUIRE,
+    V_NATS_JWT,
+    V_NATS_USER_SEED,
+    V_NATS_TOKEN,
+    V_NATS_USER,
+    V_NATS_PASSWORD,
+    V_NATS_NKEY_SEED,
+    V_NATS_CREDS_FILE,
+    V_NATS_SERVICE_JWT,
+    V_NATS_SERVICE_SEED,
+    V_NATS_TLS_CA,
+    V_NATS_TLS_CERT,
+    V_NATS_TLS_KEY,
+    var(API_URL, "LOCALAI_REGISTER_TO", "API base URL"),
+    secret(
+        API_TOKEN,
+        "API token (default: provisioned at registration)",
+    ),
+    var(
+        AGENT_SUBJECT,
+        DEFAULT_AGENT_SUBJECT,
+        "NATS subject of agent jobs",
+    ),
+    var(
+        AGENT_QUEUE,
+        DEFAULT_AGENT_QUEUE,
+        "NATS queue group of agent workers",
+    ),
+];
+
+fn is_known(role: Role, name: &str) -> bool {
+    known_variables(role).iter().any(|v| v.name == name)
+}
+
+/// Quotes at most 64 characters of a non-secret value.
+fn shown(value: &str) -> String {
+    value.chars().take(64).collect()
+}
+
+struct Reader<'a> {
+    role: Role,
+    vars: &'a Vars,
+    files: &'a FileContents,
+}
+
+impl<'a> Reader<'a> {
+    /// The raw value of a variable this role knows (unknown ones are ignored by construction).
+    fn text(&self, name: &'static str) -> Option<&'a str> {
+        debug_assert!(
+            is_known(self.role, name),
+            "{name} is read for {} but not listed in known_variables",
+            self.role
+        );
+        self.vars.get(name)
+    }
+
+    fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
+        self.text(name)
+            .map_or(Ok(false), parse_bool)
+            .map_err(|p| ConfigError::new(name, p))
+    }
+
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(v) => match parse_duration(v) {
+                Ok(Duration::ZERO) => Ok(default),
+                Ok(d) => Ok(d),
+                Err(p) => Err(ConfigError::new(name, p)),
+            },
+        }
+    }
+
+    fn secret(&self, name: &'static str) -> Result<Option<Secret>, ConfigError> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(v) if v.chars().all(char::is_whitespace) => {
+                Err(ConfigError::new(name, ConfigProblem::OnlyWhitespace))
+            }
+            Some(v) => Ok(Some(Secret::new(v))),
+        }
+    }
+
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(v) = self.text(name) else {
+            return Ok(default);
+        };
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    ConfigProblem::InvalidNumber {
+                        value: shown(v),
+                        min,
+                        max,
+                    },
+                )
+            })
+    }
+
+    /// The path and contents of a file variable; the file must have been read and be non-empty.
+    fn file(&self, name: &'static str) -> Result<Option<(String, &'a [u8])>, ConfigError> {
+        let Some(path) = self.text(name) else {
+            return Ok(None);
+        };
+        let path = path.to_owned();
+        match self.files.get(name) {
+            None => Err(ConfigError::new(name, ConfigProblem::FileNotRead { path })),
+            Some(Err(error)) => Err(ConfigError::new(
+                name,
+                ConfigProblem::UnreadableFile {
+                    path,
+                    error: error.clone(),
+                },
+            )),
+            Some(Ok(bytes)) if bytes.is_empty() => {
+                Err(ConfigError::new(name, ConfigProblem::EmptyFile { path }))
+            }
+            Some(Ok(bytes)) => Ok(Some((path, bytes.as_slice()))),
+        }
+    }
+
+    fn token(&self, name: &'static str) -> Result<Option<Token>, ConfigError> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(v) => Token::parse(v)
+                .map(Some)
+                .map_err(|e| ConfigError::new(name, ConfigProblem::InvalidToken(e))),
+        }
+    }
+}
+
+fn parse_registration(r: &Reader<'_>, host: &Host) -> Result<RegistrationConfig, ConfigError> {
+    let role = r.role;
+    let direct = r.token(REGISTRATION_TOKEN)?;
+    let from_file = match r.file(REGISTRATION_TOKEN_FILE)? {
+        None => None,
+        Some((path, bytes)) => {
+            if direct.is_some() {
+                return Err(ConfigError::new(
+                    REGISTRATION_TOKEN_FILE,
+                    ConfigProblem::Conflict {
+                        other: REGISTRATION_TOKEN,
+                    },
+                ));
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                ConfigError::new(
+                    REGISTRATION_TOKEN_FILE,
+                    ConfigProblem::NotUtf8 { path: path.clone() },
+                )
+            })?;
+            let text = text.trim_end_matches(['\r', '\n']);
+            if text.is_empty() {
+                return Err(ConfigError::new(
+                    REGISTRATION_TOKEN_FILE,
+                    ConfigProblem::EmptyFile { path },
+                ));
+            }
+            let token = Token::parse(text).map_err(|e| {
+                ConfigError::new(REGISTRATION_TOKEN_FILE, ConfigProblem::InvalidToken(e))
+            })?;
+            Some(token)
+        }
+    };
+    let (token, token_source) = match (direct, from_file) {
+        (Some(t), _) => (Some(t), Some(REGISTRATION_TOKEN)),
+        (None, Some(t)) => (Some(t), Some(REGISTRATION_TOKEN_FILE)),
+        (None, None) => (None, None),
+    };
+    let (previous_token, require_auth) = match role {
+        Role::Frontend | Role::Worker => {
+            let previous = r.token(REGISTRATION_TOKEN_PREVIOUS)?;
+            if previous.is_some() && token.is_none() {
+                return Err(ConfigError::new(
+                    REGISTRATION_TOKEN_PREVIOUS,
+                    ConfigProblem::PreviousWithoutCurrent,
+                ));
+            }
+            (previous, r.bool(REGISTRATION_REQUIRE_AUTH)?)
+        }
+        Role::AgentWorker => (None, false),
+    };
+    let distributed_require_auth = r.bool(DISTRIBUTED_REQUIRE_AUTH)?;
+    let hostname = host.hostname_or_localhost();
+    let (register_to, node_name, heartbeat_interval) = match role {
+        Role::Frontend => (None, hostname.to_owned(), DEFAULT_HEARTBEAT_INTERVAL),
+        Role::Worker | Role::AgentWorker => {
+            let register_to = r.text(REGISTER_TO).map(str::to_owned);
+            let default_name = match role {
+                Role::AgentWorker => format!("agent-{hostname}"),
+                _ => hostname.to_owned(),
+            };
+            let node_name = r.text(NODE_NAME).map_or(default_name, str::to_owned);
+            let heartbeat = r.duration(HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL)?;
+            (register_to, node_name, heartbeat)
+        }
+    };
+    Ok(RegistrationConfig {
+        token,
+        previous_token,
+        require_auth,
+        distributed_require_auth,
+        register_to,
+        node_name,
+        heartbeat_interval,
+        token_source,
+    })
+}
+
+fn missing_partner(missing: &'static str, partner: &'static str) -> ConfigError {
+    ConfigError::new(missing, ConfigProblem::MissingPartner { partner })
+}
+
+/// Both halves of a pair, or neither; half a pair is an error naming the missing half.
+fn pair<A, B>(
+    a: (&'static str, Option<A>),
+    b: (&'static str, Option<B>),
+) -> Result<Option<(A, B)>, ConfigError> {
+    match (a.1, b.1) {
+        (Some(x), Some(y)) => Ok(Some((x, y))),
+        (Some(_), None) => Err(missing_partner(b.0, a.0)),
+        (None, Some(_)) => Err(missing_partner(a.0, b.0)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn parse_nats(r: &Reader<'_>) -> Result<NatsConfig, ConfigError> {
+    let role = r.role;
+    let url = r.text(NATS_URL).map(str::to_owned);
+    let require_auth = r.bool(NATS_REQUIRE_AUTH)?;
+
+    let jwt = pair(
+        (NATS_JWT, r.secret(NATS_JWT)?),
+        (NATS_USER_SEED, r.secret(NATS_USER_SEED)?),
+    )?;
+    let token = r.secret(NATS_TOKEN)?;
+    let user = match r.text(NATS_USER) {
+        Some(u) if u.chars().all(char::is_whitespace) => {
+            return Err(ConfigError::new(NATS_USER, ConfigProblem::OnlyWhitespace));
+        }
+        u => u.map(str::to_owned),
+    };
+    let user_password = pair((NATS_USER, user), (NATS_PASSWORD, r.secret(NATS_PASSWORD)?))?;
+    let nkey = r.secret(NATS_NKEY_SEED)?;
+    let creds_file = r.file(NATS_CREDS_FILE)?.map(|(path, _)| path);
+
+    let mut modes: Vec<(&'static str, NatsCredentials)> = Vec::new();
+    if let Some((jwt, seed)) = jwt {
+        modes.push((NATS_JWT, NatsCredentials::Jwt { jwt, seed }));
+    }
+    if let Some(t) = token {
+        modes.push((NATS_TOKEN, NatsCredentials::Token(t)));
+    }
+    if let Some((user, password)) = user_password {
+        modes.push((NATS_USER, NatsCredentials::UserPassword { user, password }));
+    }
+    if let Some(seed) = nkey {
+        modes.push((NATS_NKEY_SEED, NatsCredentials::Nkey { seed }));
+    }
+    if let Some(path) = creds_file {
+        modes.push((NATS_CREDS_FILE, NatsCredentials::CredsFile { path }));
+    }
+    let mut modes = modes.into_iter();
+    let (first_var, credentials) = modes.next().unwrap_or(("", NatsCredentials::None));
+    if let Some((second_var, _)) = modes.next() {
+        return Err(ConfigError::new(
+            second_var,
+            ConfigProblem::Conflict { other: first_var },
+        ));
+    }
+
+    let service = match role {
+        Role::Frontend | Role::AgentWorker => pair(
+            (NATS_SERVICE_JWT, r.secret(NATS_SERVICE_JWT)?),
+            (NATS_SERVICE_SEED, r.secret(NATS_SERVICE_SEED)?),
+        )?
+        .map(|(jwt, seed)| ServiceCredentials { jwt, seed }),
+        Role::Worker => None,
+    };
+    let (account_seed, worker_jwt_ttl) = match role {
+        Role::Frontend => (
+            r.secret(NATS_ACCOUNT_SEED)?,
+            r.duration(NATS_WORKER_JWT_TTL, DEFAULT_WORKER_JWT_TTL)?,
+        ),
+        Role::Worker | Role::AgentWorker => (None, DEFAULT_WORKER_JWT_TTL),
+    };
+
+    let ca = r.file(NATS_TLS_CA)?.map(|(path, _)| path);
+    let cert_set = r.text(NATS_TLS_CERT).is_some();
+    let key_set = r.text(NATS_TLS_KEY).is_some();
+    match (cert_set, key_set) {
+        (true, false) => return Err(missing_partner(NATS_TLS_KEY, NATS_TLS_CERT)),
+        (false, true) => return Err(missing_partner(NATS_TLS_CERT, NATS_TLS_KEY)),
+        _ => {}
+    }
+    let cert = r.file(NATS_TLS_CERT)?.map(|(path, _)| path);
+    let key = r.file(NATS_TLS_KEY)?.map(|(path, _)| path);
+
+    Ok(NatsConfig {
+        url,
+        require_auth,
+        credentials,
+        tls: NatsTls { ca, cert, key },
+        service,
+        account_seed,
+        worker_jwt_ttl,
+    })
+}
+
+fn parse_worker(r: &Reader<'_>) -> Result<WorkerConfig, ConfigError> {
+    let addr = r.text(ADDR).map(str::to_owned);
+    let serve_addr = r.text(SERVE_ADDR).unwrap_or(DEFAULT_SERVE_ADDR).to_owned();
+    let http_addr = r.text(HTTP_ADDR).map(str::to_owned);
+    if let Some(a) = &http_addr
+        && port_of(a).is_none()
+    {
+        return Err(ConfigError::new(
+            HTTP_ADDR,
+            ConfigProblem::InvalidAddress { value: shown(a) },
+        ));
+    }
+    let advertise_addr = r.text(ADVERTISE_ADDR).map(str::to_owned);
+    let advertise_http_addr = r.text(ADVERTISE_HTTP_ADDR).map(str::to_owned);
+    let grpc_max_port = match r.number(GRPC_MAX_PORT, 0, 0, 65535)? {
+        0 => u16::MAX,
+        n => u16::try_from(n).unwrap_or(u16::MAX),
+    };
+    let models_path = PathBuf::from(r.text(MODELS_PATH).unwrap_or(DEFAULT_MODELS_PATH));
+    let max_upload_size = match r.text(MAX_UPLOAD_SIZE) {
+        None => Some(DEFAULT_MAX_UPLOAD_SIZE),
+        Some(v) => parse_size(v).map_err(|p| ConfigError::new(MAX_UPLOAD_SIZE, p))?,
+    };
+    let node_labels = match r.text(NODE_LABELS) {
+        None => BTreeMap::new(),
+        Some(v) => parse_labels(v).ok_or_else(|| {
+            ConfigError::new(
+                NODE_LABELS,
+                ConfigProblem::InvalidLabels { value: shown(v) },
+            )
+        })?,
+    };
+    let max_replicas_per_model =
+        u32::try_from(r.number(MAX_REPLICAS_PER_MODEL, 1, 0, u64::from(u32::MAX))?)
+            .unwrap_or(u32::MAX);
+    let vram_budget = r.text(VRAM_BUDGET).map(str::to_owned);
+    let header_timeout = r.duration(HEADER_TIMEOUT, DEFAULT_HEADER_TIMEOUT)?;
+    let body_idle_timeout = r.duration(BODY_IDLE_TIMEOUT, DEFAULT_BODY_IDLE_TIMEOUT)?;
+    let max_connections =
+        usize::try_from(r.number(MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS as u64, 1, 1 << 20)?)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let worker = WorkerConfig {
+        addr,
+        serve_addr,
+        http_addr,
+        advertise_addr,
+        advertise_http_addr,
+        grpc_max_port,
+        models_path,
+        max_upload_size,
+        node_labels,
+        max_replicas_per_model,
+        vram_budget,
+        header_timeout,
+        body_idle_timeout,
+        max_connections,
+    };
+    let base = worker.base_port();
+    let derives_http_port = worker.http_addr.is_none() || worker.advertise_http_addr.is_none();
+    if base == 1 && derives_http_port {
+        return Err(ConfigError::new(
+            worker.base_port_source().unwrap_or(SERVE_ADDR),
+            ConfigProblem::HttpPortZero,
+        ));
+    }
+    if worker.grpc_max_port < base {
+        return Err(ConfigError::new(
+            GRPC_MAX_PORT,
+            ConfigProblem::MaxPortBelowBase {
+                max: worker.grpc_max_port,
+                base,
+            },
+        ));
+    }
+    Ok(worker)
+}
+
+fn parse_labels(value: &str) -> Option<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (k, v) = entry.split_once('=')?;
+        let k = k.trim();
+        if k.is_empty() {
+            return None;
+        }
+        labels.insert(k.to_owned(), v.trim().to_owned());
+    }
+    Some(labels)
+}
+
+/// The port of `host:port` when it is a number in 1..65535 (Go `strconv.Atoi` accepts a sign).
+fn port_of(addr: &str) -> Option<u16> {
+    let (_, port) = split_host_port(addr)?;
+    let digits = port.strip_prefix('+').unwrap_or(port);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    u16::try_from(n).ok().filter(|&p| p >= 1)
+}
+
+/// Lexical cleaning like Go `filepath.Clean`: drops `.`, resolves `..` against preceding
+/// names, never climbs above the root, and yields `.` for an empty result.
+fn clean_path(path: &Path) -> PathBuf {
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Host {
+        Host {
+            hostname: Some("node1".to_owned()),
+            pid: 42,
+        }
+    }
+
+    fn parse(role: Role, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(
+            role,
+            &Vars::from_pairs(pairs.iter().copied()),
+            &FileContents::new(),
+            &host(),
+        )
+    }
+
+    fn parse_with_files(
+        role: Role,
+        pairs: &[(&str, &str)],
+        files: &[(&str, Result<&[u8], &str>)],
+    ) -> Result<Config, ConfigError> {
+        let mut contents = FileContents::new();
+        for (var, result) in files {
+            contents.insert(var, result.map(<[u8]>::to_vec).map_err(str::to_owned));
+        }
+        Config::parse(
+            role,
+            &Vars::from_pairs(pairs.iter().copied()),
+            &contents,
+            &host(),
+        )
+    }
+
+    fn worker(pairs: &[(&str, &str)]) -> WorkerConfig {
+        parse(Role::Worker, pairs)
+            .expect("valid worker configuration")
+            .worker
+            .expect("worker role has worker settings")
+    }
+
+    fn err(role: Role, pairs: &[(&str, &str)]) -> ConfigError {
+        parse(role, pairs).expect_err("configuration must be refused")
+    }
+
+    // -- Vars ----------------------------------------------------------------------------------
+
+    #[test]
+    fn empty_values_count_as_unset_and_last_pair_wins() {
+        let vars = Vars::from_pairs([(ADDR, "a:1"), (ADDR, "b:2"), (NODE_NAME, "")]);
+        assert_eq!(vars.get(ADDR), Some("b:2"));
+        assert_eq!(vars.get(NODE_NAME), None);
+        assert_eq!(vars.get("UNKNOWN"), None);
+    }
+
+    #[test]
+    fn files_to_read_lists_every_file_variable_that_is_set() {
+        let vars = Vars::from_pairs([
+            (REGISTRATION_TOKEN_FILE, "/run/token"),
+            (NATS_TLS_CA, "/ca.pem"),
+            (NATS_TLS_CERT, ""),
+            (NATS_CREDS_FILE, "/x.creds"),
+            (REGISTRATION_TOKEN, "tok"),
+        ]);
+        assert_eq!(
+            vars.files_to_read(),
+            vec![
+                (REGISTRATION_TOKEN_FILE, "/run/token".to_owned()),
+                (NATS_CREDS_FILE, "/x.creds".to_owned()),
+                (NATS_TLS_CA, "/ca.pem".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_variables_are_ignored() {
+        let cfg = parse(
+            Role::Worker,
+            &[("LOCALAI_SOMETHING_ELSE", "x"), ("PATH", "/bin")],
+        );
+        assert!(cfg.is_ok());
+        // A variable of another role is ignored too: the agent worker has no registration switch.
+        let agent = parse(
+            Role::AgentWorker,
+            &[(REGISTRATION_REQUIRE_AUTH, "not-a-bool")],
+        )
+        .unwrap();
+        assert!(!agent.registration.require_auth);
+    }
+
+    #[test]
+    fn defaults_are_localai_defaults() {
+        let cfg = parse(Role::Worker, &[]).unwrap();
+        let w = cfg.worker.as_ref().unwrap();
+        assert_eq!(w.serve_addr, "0.0.0.0:50051");
+        assert_eq!(w.grpc_max_port, 65535);
+        assert_eq!(w.models_path, PathBuf::from("models"));
+        assert_eq!(w.max_upload_size, Some(53_687_091_200));
+        assert_eq!(w.max_replicas_per_model, 1);
+        assert_eq!(cfg.registration.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(cfg.registration.node_name, "node1");
+        assert!(cfg.registration.token.is_none());
+        assert!(cfg.nats.url.is_none());
+        assert_eq!(cfg.nats.credentials, NatsCredentials::None);
+
+        let f = parse(Role::Frontend, &[]).unwrap();
+        assert_eq!(f.frontend.as_ref().unwrap().address, ":8080");
+        assert_eq!(f.nats.worker_jwt_ttl, Duration::from_secs(86_400));
+
+        let a = parse(Role::AgentWorker, &[(REGISTER_TO, "http://fe:8080")]).unwrap();
+        let ac = a.agent.as_ref().unwrap();
+        assert_eq!(a.registration.node_name, "agent-node1");
+        assert_eq!(ac.subject, "agent.execute");
+        assert_eq!(ac.queue, "agent-workers");
+        assert_eq!(ac.api_url.as_deref(), Some("http://fe:8080"));
+    }
+
+    #[test]
+    fn node_name_falls_back_to_localhost_without_a_hostname() {
+        let cfg = Config::parse(
+            Role::Worker,
+            &Vars::default(),
+            &FileContents::new(),
+            &Host {
+                hostname: None,
+                pid: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.registration.node_name, "localhost");
+    }
+
+    #[test]
+    fn every_role_lists_its_variables_once() {
+        for role in Role::ALL {
+            let vars = known_variables(role);
+            for (i, v) in vars.iter().enumerate() {
+                assert!(
+                    v.name.starts_with("LOCALAI_") || v.name.starts_with("NODEGATE_"),
+                    "{}",
+                    v.name
+                );
+                assert!(!v.meaning.is_empty());
+                assert!(
+                    vars.iter().skip(i + 1).all(|w| w.name != v.name),
+                    "{} listed twice for {role}",
+                    v.name
+                );
+            }
+        }
+        assert!(!is_known(Role::AgentWorker, REGISTRATION_REQUIRE_AUTH));
+        assert!(!is_known(Role::Worker, NATS_SERVICE_JWT));
+        assert!(is_known(Role::Frontend, NATS_ACCOUNT_SEED));
+    }
+
+    // -- Booleans, durations, sizes -------------------------------------------------------------
+
+    #[test]
+    fn bools_accept_go_parsebool_and_yes_no_on_off() {
+        for v in [
+            "1", "t", "T", "TRUE", "true", "True", "yes", "YES", "On", "on",
+        ] {
+            assert_eq!(parse_bool(v), Ok(true), "{v}");
+        }
+        for v in [
+            "0", "f", "F", "FALSE", "false", "False", "no", "No", "OFF", "off",
+        ] {
+            assert_eq!(parse_bool(v), Ok(false), "{v}");
+        }
+        for v in ["tRUE", "2", "y", " true", "enabled"] {
+            assert!(parse_bool(v).is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_bool_that_is_not_a_bool_names_the_variable() {
+        let e = err(Role::Worker, &[(DISTRIBUTED_REQUIRE_AUTH, "maybe")]);
+        assert_eq!(e.variable(), DISTRIBUTED_REQUIRE_AUTH);
+        assert!(
+            e.to_string()
+                .starts_with("LOCALAI_DISTRIBUTED_REQUIRE_AUTH: ")
+        );
+        assert!(e.to_string().contains("\"maybe\""));
+    }
+
+    #[test]
+    fn durations_use_go_syntax() {
+        let cases = [
+            ("10s", Duration::from_secs(10)),
+            ("1m30s", Duration::from_secs(90)),
+            ("500ms", Duration::from_millis(500)),
+            ("1h", Duration::from_secs(3600)),
+            ("1.5h", Duration::from_secs(5400)),
+            (".5s", Duration::from_millis(500)),
+            ("1.s", Duration::from_secs(1)),
+            ("0", Duration::ZERO),
+            ("+5s", Duration::from_secs(5)),
+            ("-0", Duration::ZERO),
+            ("2us", Duration::from_micros(2)),
+            ("2µs", Duration::from_micros(2)),
+            ("2μs", Duration::from_micros(2)),
+            ("3ns", Duration::from_nanos(3)),
+            ("1h2m3s4ms", Duration::from_millis(3_723_004)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+        for text in [
+            "",
+            "10",
+            "s",
+            "1x",
+            "1.5",
+            ".s",
+            "1s2",
+            "- 1s",
+            "9999999999h",
+            "1e3s",
+        ] {
+            assert!(
+                matches!(
+                    parse_duration(text),
+                    Err(ConfigProblem::InvalidDuration { .. })
+                ),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            parse_duration("-5s"),
+            Err(ConfigProblem::NegativeDuration { .. })
+        ));
+    }
+
+    #[test]
+    fn negative_heartbeat_is_an_error_and_zero_means_default() {
+        // Spec §8.30: LocalAI panics on a negative heartbeat; nodegate refuses it.
+        let e = err(Role::Worker, &[(HEARTBEAT_INTERVAL, "-5s")]);
+        assert_eq!(e.variable(), HEARTBEAT_INTERVAL);
+        assert!(e.to_string().contains("negative"));
+        let e = err(Role::AgentWorker, &[(HEARTBEAT_INTERVAL, "soon")]);
+        assert_eq!(e.variable(), HEARTBEAT_INTERVAL);
+
+        let cfg = parse(Role::Worker, &[(HEARTBEAT_INTERVAL, "0")]).unwrap();
+        assert_eq!(cfg.registration.heartbeat_interval, Duration::from_secs(10));
+        let cfg = parse(Role::Worker, &[(HEARTBEAT_INTERVAL, "2s")]).unwrap();
+        assert_eq!(cfg.registration.heartbeat_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn worker_jwt_ttl_zero_means_24h_and_garbage_names_the_variable() {
+        let cfg = parse(Role::Frontend, &[(NATS_WORKER_JWT_TTL, "0")]).unwrap();
+        assert_eq!(cfg.nats.worker_jwt_ttl, DEFAULT_WORKER_JWT_TTL);
+        let cfg = parse(Role::Frontend, &[(NATS_WORKER_JWT_TTL, "1h")]).unwrap();
+        assert_eq!(cfg.nats.worker_jwt_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            err(Role::Frontend, &[(NATS_WORKER_JWT_TTL, "forever")]).variable(),
+            NATS_WORKER_JWT_TTL
+        );
+    }
+
+    #[test]
+    fn sizes_accept_binary_suffixes_and_zero_is_unlimited() {
+        // SC-13: 0 = unlimited (LocalAI treats <= 0 as unlimited); negative is refused.
+        let cases = [
+            ("50GiB", Some(50u64 << 30)),
+            ("100M", Some(100 << 20)),
+            ("1073741824", Some(1 << 30)),
+            ("2k", Some(2048)),
+            ("3KB", Some(3072)),
+            ("1tib", Some(1 << 40)),
+            ("7B", Some(7)),
+            ("0", None),
+            ("0G", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_size(text), Ok(expected), "{text}");
+        }
+        for text in [
+            "",
+            "G",
+            "1.5G",
+            "1 G",
+            "10X",
+            "1PiB",
+            "99999999999999999999",
+            "16777216T",
+        ] {
+            assert!(
+                matches!(parse_size(text), Err(ConfigProblem::InvalidSize { .. })),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            parse_size("-1"),
+            Err(ConfigProblem::NegativeSize { .. })
+        ));
+        let w = worker(&[
+            (HEADER_TIMEOUT, "2s"),
+            (BODY_IDLE_TIMEOUT, "1m"),
+            (MAX_CONNECTIONS, "8"),
+        ]);
+        assert_eq!(w.header_timeout, Duration::from_secs(2));
+        assert_eq!(w.body_idle_timeout, Duration::from_secs(60));
+        assert_eq!(w.max_connections, 8);
+        for (name, bad) in [(HEADER_TIMEOUT, "-1s"), (MAX_CONNECTIONS, "0")] {
+            assert_eq!(err(Role::Worker, &[(name, bad)]).variable(), name);
+        }
+        let w = worker(&[(MAX_UPLOAD_SIZE, "0")]);
+        assert_eq!(w.max_upload_size, None);
+        assert_eq!(
+            err(Role::Worker, &[(MAX_UPLOAD_SIZE, "-5")]).variable(),
+            MAX_UPLOAD_SIZE
+        );
+    }
+
+    // -- Registration token -------------------------------------------------------------------
+
+    #[test]
+    fn sc06_token_is_parsed_and_builds_the_bearer_policy() {
+        let cfg = parse(Role::Worker, &[(REGISTRATION_TOKEN, "s3cret")]).unwrap();
+        assert_eq!(cfg.registration.token.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(cfg.registration.token_source, Some(REGISTRATION_TOKEN));
+        assert!(!cfg.auth_policy().is_anonymous());
+        assert!(
+            parse(Role::Worker, &[])
+                .unwrap()
+                .auth_policy()
+                .is_anonymous()
+        );
+    }
+
+    #[test]
+    fn sc03_sc05_bad_tokens_name_the_variable_without_echoing_it() {
+        for value in ["   ", "\n", "to ken", "tök", "bad\"quote"] {
+            let e = err(Role::Worker, &[(REGISTRATION_TOKEN, value)]);
+            assert_eq!(e.variable(), REGISTRATION_TOKEN, "{value:?}");
+            assert!(matches!(e.problem(), ConfigProblem::InvalidToken(_)));
+            if value.trim().len() > 1 {
+                assert!(!e.to_string().contains(value.trim()), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn sc04_token_file_has_its_trailing_newline_trimmed() {
+        for contents in [
+            &b"filetok\n"[..],
+            b"filetok\r\n",
+            b"filetok",
+            b"filetok\n\n",
+        ] {
+            let cfg = parse_with_files(
+                Role::Worker,
+                &[(REGISTRATION_TOKEN_FILE, "/run/secrets/token")],
+                &[(REGISTRATION_TOKEN_FILE, Ok(contents))],
+            )
+            .unwrap();
+            assert_eq!(cfg.registration.token.unwrap().expose(), "filetok");
+            assert_eq!(cfg.registration.token_source, Some(REGISTRATION_TOKEN_FILE));
+        }
+    }
+
+    #[test]
+    fn token_file_errors_name_the_variable_and_never_the_contents() {
+        let vars = [(REGISTRATION_TOKEN_FILE, "/run/t")];
+        let cases: [(Result<&[u8], &str>, &str); 5] = [
+            (Ok(b""), "empty"),
+            (Ok(b"\n"), "empty"),
+            (Ok(b"  secretpart\n"), "character"),
+            (Ok(b"\xff\xfe"), "UTF-8"),
+            (Err("permission denied"), "permission denied"),
+        ];
+        for (contents, expected) in cases {
+            let e = parse_with_files(Role::Worker, &vars, &[(REGISTRATION_TOKEN_FILE, contents)])
+                .unwrap_err();
+            assert_eq!(e.variable(), REGISTRATION_TOKEN_FILE);
+            let text = e.to_string();
+            assert!(text.contains(expected), "{text}");
+            assert!(!text.contains("secretpart"), "{text}");
+        }
+        // An adapter that forgot to read the file does not get a silently anonymous server.
+        let e = parse(Role::Worker, &vars).unwrap_err();
+        assert!(matches!(e.problem(), ConfigProblem::FileNotRead { .. }));
+    }
+
+    #[test]
+    fn token_and_token_file_together_are_refused() {
+        let e = parse_with_files(
+            Role::Frontend,
+            &[(REGISTRATION_TOKEN, "a"), (REGISTRATION_TOKEN_FILE, "/t")],
+            &[(REGISTRATION_TOKEN_FILE, Ok(b"b"))],
+        )
+        .unwrap_err();
+        assert_eq!(e.variable(), REGISTRATION_TOKEN_FILE);
+        assert!(e.to_string().contains(REGISTRATION_TOKEN));
+    }
+
+    #[test]
+    fn previous_token_is_accepted_only_next_to_a_current_one() {
+        let cfg = parse(
+            Role::Worker,
+            &[
+                (REGISTRATION_TOKEN, "new"),
+                (REGISTRATION_TOKEN_PREVIOUS, "old"),
+            ],
+        )
+        .unwrap();
+        match cfg.auth_policy() {
+            AuthPolicy::Bearer(set) => {
+                assert!(set.is_rotating());
+                assert!(set.accepts(b"old") && set.accepts(b"new"));
+            }
+            AuthPolicy::Anonymous => panic!("a token is configured"),
+        }
+        let e = err(Role::Frontend, &[(REGISTRATION_TOKEN_PREVIOUS, "old")]);
+        assert_eq!(e.variable(), REGISTRATION_TOKEN_PREVIOUS);
+        let e = err(
+            Role::Worker,
+            &[
+                (REGISTRATION_TOKEN, "new"),
+                (REGISTRATION_TOKEN_PREVIOUS, "o ld"),
+            ],
+        );
+        assert_eq!(e.variable(), REGISTRATION_TOKEN_PREVIOUS);
+    }
+
+    // -- NATS credentials and TLS -------------------------------------------------------------
+
+    #[test]
+    fn each_static_nats_mode_is_parsed() {
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Pairs<'_>, Option<&str>); 6] = [
+            (&[], None),
+            (&[(NATS_TOKEN, "t")], Some(NATS_TOKEN)),
+            (&[(NATS_USER, "u"), (NATS_PASSWORD, "p")], Some(NATS_USER)),
+            (&[(NATS_NKEY_SEED, "SUxyz")], Some(NATS_NKEY_SEED)),
+            (
+                &[(NATS_JWT, "eyJ"), (NATS_USER_SEED, "SUabc")],
+                Some(NATS_JWT),
+            ),
+            (&[(NATS_CREDS_FILE, "/c.creds")], Some(NATS_CREDS_FILE)),
+        ];
+        for role in Role::ALL {
+            for (pairs, expected) in cases {
+                let cfg =
+                    parse_with_files(role, pairs, &[(NATS_CREDS_FILE, Ok(b"creds"))]).unwrap();
+                assert_eq!(
+                    cfg.nats.credentials.variable(),
+                    expected,
+                    "{role} {pairs:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sc08_half_pairs_name_the_missing_variable() {
+        // Spec §7.6: a JWT without seed is an error even when NATS auth is not required.
+        let cases = [
+            (Role::Worker, (NATS_JWT, "eyJ"), NATS_USER_SEED),
+            (Role::AgentWorker, (NATS_USER_SEED, "SU"), NATS_JWT),
+            (Role::Frontend, (NATS_USER, "u"), NATS_PASSWORD),
+            (Role::Worker, (NATS_PASSWORD, "p"), NATS_USER),
+            (
+                Role::AgentWorker,
+                (NATS_SERVICE_JWT, "eyJ"),
+                NATS_SERVICE_SEED,
+            ),
+            (Role::Frontend, (NATS_SERVICE_SEED, "SU"), NATS_SERVICE_JWT),
+        ];
+        for (role, set, missing) in cases {
+            let e = err(role, &[set]);
+            assert_eq!(e.variable(), missing, "{role} {set:?}");
+            assert!(e.to_string().contains(set.0), "{e}");
+            assert!(e.to_string().contains("must be set together"), "{e}");
+            assert!(!e.to_string().contains(set.1) || set.1.len() < 3, "{e}");
+        }
+    }
+
+    #[test]
+    fn sc08_tls_cert_and_key_must_be_paired() {
+        let e = err(Role::Worker, &[(NATS_TLS_CERT, "/c.pem")]);
+        assert_eq!(
+            e.to_string(),
+            "LOCALAI_NATS_TLS_KEY: is required when LOCALAI_NATS_TLS_CERT is set; the two must be set together"
+        );
+        let e = err(Role::Frontend, &[(NATS_TLS_KEY, "/k.pem")]);
+        assert_eq!(e.variable(), NATS_TLS_CERT);
+        let cfg = parse_with_files(
+            Role::AgentWorker,
+            &[
+                (NATS_TLS_CERT, "/c.pem"),
+                (NATS_TLS_KEY, "/k.pem"),
+                (NATS_TLS_CA, "/ca.pem"),
+            ],
+            &[
+                (NATS_TLS_CERT, Ok(b"cert")),
+                (NATS_TLS_KEY, Ok(b"key")),
+                (NATS_TLS_CA, Ok(b"ca")),
+            ],
+        )
+        .unwrap();
+        assert!(cfg.nats.tls_enabled());
+        assert_eq!(cfg.nats.tls.key.as_deref(), Some("/k.pem"));
+    }
+
+    #[test]
+    fn sc09_unreadable_nats_files_name_their_variable() {
+        for var in [NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY, NATS_CREDS_FILE] {
+            let mut pairs = vec![(var, "/missing")];
+            let mut files: Vec<(&str, Result<&[u8], &str>)> =
+                vec![(var, Err("No such file or directory (os error 2)"))];
+            if var == NATS_TLS_CERT {
+                pairs.push((NATS_TLS_KEY, "/k"));
+                files.push((NATS_TLS_KEY, Ok(b"k")));
+            }
+            if var == NATS_TLS_KEY {
+                pairs.push((NATS_TLS_CERT, "/c"));
+                files.push((NATS_TLS_CERT, Ok(b"c")));
+            }
+            let e = parse_with_files(Role::Worker, &pairs, &files).unwrap_err();
+            assert_eq!(e.variable(), var);
+            assert!(e.to_string().contains("/missing"), "{e}");
+            assert!(e.to_string().contains("No such file"), "{e}");
+        }
+    }
+
+    #[test]
+    fn two_static_nats_modes_are_refused_naming_both() {
+        let e = err(
+            Role::Worker,
+            &[(NATS_JWT, "eyJ"), (NATS_USER_SEED, "SU"), (NATS_TOKEN, "t")],
+        );
+        assert_eq!(e.variable(), NATS_TOKEN);
+        assert!(e.to_string().contains(NATS_JWT));
+        let e = err(
+            Role::Frontend,
+            &[
+                (NATS_NKEY_SEED, "SU"),
+                (NATS_USER, "u"),
+                (NATS_PASSWORD, "p"),
+            ],
+        );
+        assert_eq!(e.variable(), NATS_NKEY_SEED);
+        assert!(e.to_string().contains(NATS_USER));
+    }
+
+    #[test]
+    fn whitespace_only_nats_secrets_are_refused() {
+        assert_eq!(
+            err(Role::Worker, &[(NATS_TOKEN, "  ")]).variable(),
+            NATS_TOKEN
+        );
+        assert_eq!(
+            err(Role::Worker, &[(NATS_USER, " "), (NATS_PASSWORD, "p")]).variable(),
+            NATS_USER
+        );
+    }
+
+    #[test]
+    fn service_credentials_are_read_by_frontend_and_agent_only() {
+        let pairs = [(NATS_SERVICE_JWT, "eyJ"), (NATS_SERVICE_SEED, "SU")];
+        assert!(
+            parse(Role::Frontend, &pairs)
+                .unwrap()
+                .nats
+                .service
+                .is_some()
+        );
+        assert!(
+            parse(Role::AgentWorker, &pairs)
+                .unwrap()
+                .nats
+                .service
+                .is_some()
+        );
+        assert!(parse(Role::Worker, &pairs).unwrap().nats.service.is_none());
+    }
+
+    #[test]
+    fn distributed_frontend_requires_a_nats_url() {
+        // Spec §6.4 step 2.
+        let e = err(Role::Frontend, &[(DISTRIBUTED, "true")]);
+        assert_eq!(e.variable(), NATS_URL);
+        assert!(e.to_string().contains(DISTRIBUTED));
+        assert!(
+            parse(
+                Role::Frontend,
+                &[(DISTRIBUTED, "true"), (NATS_URL, "nats://n:4222")]
+            )
+            .is_ok()
+        );
+    }
+
+    // -- Ports and addresses (spec §2.2, §7.7) -------------------------------------------------
+
+    #[test]
+    fn s7_7_base_port_addr_wins_then_serve_addr_then_50051() {
+        let cases: [(&[(&str, &str)], u16); 7] = [
+            (
+                &[(ADDR, "worker1:60000"), (SERVE_ADDR, "0.0.0.0:50051")],
+                60000,
+            ),
+            (&[(SERVE_ADDR, "0.0.0.0:50051")], 50051),
+            (&[], 50051),
+            (&[(ADDR, "10.0.0.5:7000")], 7000),
+            (&[(ADDR, "[2001:db8::1]:7001")], 7001),
+            (&[(ADDR, "worker1:abc"), (SERVE_ADDR, "0.0.0.0:9999")], 9999),
+            (
+                &[(ADDR, "worker1:70000"), (SERVE_ADDR, "0.0.0.0:9998")],
+                9998,
+            ),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(worker(pairs).base_port(), expected, "{pairs:?}");
+        }
+        let w = worker(&[(ADDR, "w:0"), (SERVE_ADDR, "bad")]);
+        assert_eq!(w.base_port(), 50051);
+        assert_eq!(w.unusable_port_vars(), vec![ADDR, SERVE_ADDR]);
+        assert_eq!(w.base_port_source(), None);
+        let w = worker(&[(ADDR, "w:60000")]);
+        assert_eq!(w.base_port_source(), Some(ADDR));
+        assert!(w.unusable_port_vars().is_empty());
+    }
+
+    #[test]
+    fn s7_7_advertise_address() {
+        let w = worker(&[(ADVERTISE_ADDR, "public:1"), (ADDR, "10.0.0.5:60000")]);
+        assert_eq!(w.advertise("node1"), "public:1");
+        let w = worker(&[(ADDR, "10.0.0.5:60000")]);
+        assert_eq!(w.advertise("node1"), "10.0.0.5:60000");
+        let w = worker(&[]);
+        assert_eq!(w.advertise("myhost"), "myhost:50051");
+        assert_eq!(w.advertise(""), "localhost:50051");
+    }
+
+    #[test]
+    fn s7_7_http_bind() {
+        let w = worker(&[(HTTP_ADDR, "127.0.0.1:9000"), (ADDR, "worker1:60000")]);
+        assert_eq!(w.http_bind(), "127.0.0.1:9000");
+        assert_eq!(
+            worker(&[(ADDR, "worker1:60000")]).http_bind(),
+            "0.0.0.0:59999"
+        );
+        assert_eq!(
+            worker(&[(SERVE_ADDR, "0.0.0.0:50051")]).http_bind(),
+            "0.0.0.0:50050"
+        );
+        assert_eq!(worker(&[]).http_bind(), "0.0.0.0:50050");
+    }
+
+    #[test]
+    fn s7_7_http_advertise() {
+        let w = worker(&[
+            (ADVERTISE_HTTP_ADDR, "files.example.com:80"),
+            (ADDR, "w:60000"),
+        ]);
+        assert_eq!(w.advertise_http("node1"), "files.example.com:80");
+        let w = worker(&[(ADDR, "worker1.example.com:60000")]);
+        assert_eq!(w.advertise_http("node1"), "worker1.example.com:59999");
+        // The port comes from the base port, not from the advertise address.
+        let w = worker(&[
+            (ADVERTISE_ADDR, "public.example.com:60000"),
+            (ADDR, "10.0.0.5:60000"),
+        ]);
+        assert_eq!(w.advertise_http("node1"), "public.example.com:59999");
+        let w = worker(&[
+            (ADVERTISE_ADDR, "public.example.com:1234"),
+            (ADDR, "10.0.0.5:7000"),
+        ]);
+        assert_eq!(w.advertise_http("node1"), "public.example.com:6999");
+        let w = worker(&[(ADDR, "[2001:db8::1]:7001")]);
+        assert_eq!(w.advertise_http("node1"), "[2001:db8::1]:7000");
+        let w = worker(&[]);
+        assert_eq!(w.advertise_http("myhost"), "myhost:50050");
+        // An advertise address without a port: host falls back to localhost.
+        let w = worker(&[(ADVERTISE_ADDR, "public.example.com")]);
+        assert_eq!(w.advertise_http("node1"), "localhost:50050");
+    }
+
+    #[test]
+    fn s8_33_base_port_1_is_refused_naming_its_variable() {
+        assert_eq!(err(Role::Worker, &[(ADDR, "w:1")]).variable(), ADDR);
+        let e = err(Role::Worker, &[(SERVE_ADDR, "0.0.0.0:1")]);
+        assert_eq!(e.variable(), SERVE_ADDR);
+        assert!(e.to_string().contains("port 0"), "{e}");
+        // Both derived addresses given explicitly: base port 1 is harmless.
+        let w = worker(&[
+            (ADDR, "w:1"),
+            (HTTP_ADDR, "0.0.0.0:8000"),
+            (ADVERTISE_HTTP_ADDR, "w:8000"),
+        ]);
+        assert_eq!(w.base_port(), 1);
+    }
+
+    #[test]
+    fn invalid_http_addr_is_refused() {
+        for value in [
+            "0.0.0.0",
+            "0.0.0.0:0",
+            "host:70000",
+            "host:http",
+            "::1:80",
+            "[::1]",
+        ] {
+            let e = err(Role::Worker, &[(HTTP_ADDR, value)]);
+            assert_eq!(e.variable(), HTTP_ADDR, "{value}");
+        }
+        for value in [":8000", "[::]:8000", "localhost:1"] {
+            assert_eq!(worker(&[(HTTP_ADDR, value)]).http_bind(), value);
+        }
+    }
+
+    #[test]
+    fn grpc_max_port_zero_means_65535_and_must_not_be_below_base() {
+        assert_eq!(worker(&[(GRPC_MAX_PORT, "0")]).grpc_max_port, 65535);
+        assert_eq!(worker(&[(GRPC_MAX_PORT, "50100")]).grpc_max_port, 50100);
+        assert_eq!(
+            err(Role::Worker, &[(GRPC_MAX_PORT, "65536")]).variable(),
+            GRPC_MAX_PORT
+        );
+        assert_eq!(
+            err(Role::Worker, &[(GRPC_MAX_PORT, "-1")]).variable(),
+            GRPC_MAX_PORT
+        );
+        let e = err(Role::Worker, &[(GRPC_MAX_PORT, "50000")]);
+        assert!(matches!(
+            e.problem(),
+            ConfigProblem::MaxPortBelowBase { base: 50051, .. }
+        ));
+    }
+
+    #[test]
+    fn host_port_split_and_join_follow_go() {
+        assert_eq!(split_host_port("a:1"), Some(("a", "1")));
+        assert_eq!(split_host_port(":1"), Some(("", "1")));
+        assert_eq!(split_host_port("[::1]:80"), Some(("::1", "80")));
+        assert_eq!(split_host_port("::1:80"), None);
+        assert_eq!(split_host_port("a"), None);
+        assert_eq!(split_host_port("[::1]"), None);
+        assert_eq!(join_host_port("::1", 80), "[::1]:80");
+        assert_eq!(join_host_port("a", 80), "a:80");
+        assert_eq!(port_of("w:+7000"), Some(7000));
+        assert_eq!(port_of("w:-1"), None);
+        assert_eq!(port_of("w:"), None);
+    }
+
+    // -- Directories and other worker settings --------------------------------------------------
+
+    #[test]
+    fn staging_and_data_are_siblings_of_models_cleaned_like_go() {
+        let cases = [
+            ("/models", "/models", "/staging", "/data"),
+            ("models", "models", "staging", "data"),
+            (
+                "/srv/ai/models/",
+                "/srv/ai/models",
+                "/srv/ai/staging",
+                "/srv/ai/data",
+            ),
+            (
+                "/srv/./ai//models",
+                "/srv/ai/models",
+                "/srv/ai/staging",
+                "/srv/ai/data",
+            ),
+            (".", ".", "../staging", "../data"),
+            ("/", "/", "/staging", "/data"),
+            ("../m", "../m", "../staging", "../data"),
+        ];
+        for (models, m, s, d) in cases {
+            let w = worker(&[(MODELS_PATH, models)]);
+            assert_eq!(w.models_path, PathBuf::from(models));
+            assert_eq!(w.models_dir(), PathBuf::from(m), "{models}");
+            assert_eq!(w.staging_dir(), PathBuf::from(s), "{models}");
+            assert_eq!(w.data_dir(), PathBuf::from(d), "{models}");
+        }
+    }
+
+    #[test]
+    fn labels_replicas_and_vram_budget() {
+        let w = worker(&[
+            (NODE_LABELS, "gpu=a100, zone=eu ,,"),
+            (MAX_REPLICAS_PER_MODEL, "3"),
+            (VRAM_BUDGET, "80%"),
+        ]);
+        assert_eq!(w.node_labels.get("gpu").map(String::as_str), Some("a100"));
+        assert_eq!(w.node_labels.get("zone").map(String::as_str), Some("eu"));
+        assert_eq!(w.max_replicas_per_model, 3);
+        assert_eq!(w.vram_budget.as_deref(), Some("80%"));
+        assert_eq!(
+            err(Role::Worker, &[(NODE_LABELS, "gpu")]).variable(),
+            NODE_LABELS
+        );
+        assert_eq!(
+            err(Role::Worker, &[(NODE_LABELS, "=x")]).variable(),
+            NODE_LABELS
+        );
+        assert_eq!(
+            err(Role::Worker, &[(MAX_REPLICAS_PER_MODEL, "many")]).variable(),
+            MAX_REPLICAS_PER_MODEL
+        );
+    }
+
+    // -- Secrets --------------------------------------------------------------------------------
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let pairs = [
+            (REGISTRATION_TOKEN, "regTOKENsecret"),
+            (REGISTRATION_TOKEN_PREVIOUS, "prevTOKENsecret"),
+            (NATS_URL, "nats://alice:urlPASSsecret@nats:4222"),
+            (NATS_USER, "alice"),
+            (NATS_PASSWORD, "natsPASSsecret"),
+            (NATS_SERVICE_JWT, "serviceJWTsecret"),
+            (NATS_SERVICE_SEED, "serviceSEEDsecret"),
+            (NATS_ACCOUNT_SEED, "accountSEEDsecret"),
+        ];
+        let cfg = parse(Role::Frontend, &pairs).unwrap();
+        let text = format!("{cfg:?}");
+        for (_, value) in &pairs[..] {
+            if value.contains("secret") {
+                assert!(!text.contains(value), "{value} leaked in {text}");
+            }
+        }
+        assert!(!text.contains("urlPASSsecret"), "{text}");
+        assert!(text.contains("nats://***:***@nats:4222"), "{text}");
+        let vars = Vars::from_pairs(pairs);
+        assert!(!format!("{vars:?}").contains("secret"));
+        let mut files = FileContents::new();
+        files.insert(REGISTRATION_TOKEN_FILE, Ok(b"fileTOKENsecret".to_vec()));
+        assert!(!format!("{files:?}").contains("secret"));
+        let agent = parse(
+            Role::AgentWorker,
+            &[
+                (API_TOKEN, "apiTOKENsecret"),
+                (NATS_NKEY_SEED, "nkeySEEDsecret"),
+            ],
+        )
+        .unwrap();
+        assert!(!format!("{agent:?}").contains("secret"));
+    }
+
+    #[test]
+    fn redact_userinfo_masks_credentials_in_urls() {
+        assert_eq!(
+            redact_userinfo("nats://u:p@h:4222"),
+            "nats://***:***@h:4222"
+        );
+        assert_eq!(redact_userinfo("nats://tok@h"), "nats://***:***@h");
+        assert_eq!(redact_userinfo("http://h:8080/a@b"), "http://h:8080/a@b");
+        assert_eq!(redact_userinfo("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact_userinfo("no-scheme@x"), "no-scheme@x");
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(String::new()),
+            Just("true".to_owned()),
+            Just("0".to_owned()),
+            Just("1".to_owned()),
+            Just("-1s".to_owned()),
+            Just("[::1]:1".to_owned()),
+            Just("w:65535".to_owned()),
+            Just("10GiB".to_owned()),
+            "[0-9]{1,25}[a-zA-Zµ.:]{0,4}",
+            "[ -~]{0,16}",
+            "\\PC{0,12}",
+        ]
+    }
+
+    fn any_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let names: Vec<String> = Role::ALL
+            .iter()
+            .flat_map(|&r| known_variables(r).iter().map(|v| v.name.to_owned()))
+            .collect();
+        prop_oneof![4 => proptest::sample::select(names), 1 => "[A-Z_]{0,12}"]
+    }
+
+    proptest::proptest! {
+        /// Parsing never panics, whatever the pairs, files and host.
+        #[test]
+        fn parse_never_panics(
+            pairs in proptest::collection::vec((any_name(), any_value()), 0..24),
+            file_results in proptest::collection::vec(
+                proptest::option::of(proptest::result::maybe_ok(
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..12), "[ -~]{0,8}")),
+                FILE_VARS.len()),
+            hostname in proptest::option::of("\\PC{0,8}"),
+        ) {
+            let vars = Vars::from_pairs(pairs);
+            let mut files = FileContents::new();
+            for (var, result) in FILE_VARS.iter().zip(file_results) {
+                if let Some(result) = result {
+                    files.insert(var, result);
+                }
+            }
+            let host = Host { hostname, pid: 7 };
+            for role in Role::ALL {
+                if let Ok(cfg) = Config::parse(role, &vars, &files, &host) {
+                    let _ = cfg.auth_policy();
+                    if let Some(w) = &cfg.worker {
+                        let _ = (w.http_bind(), w.advertise("h"), w.advertise_http("h"));
+                        let _ = (w.staging_dir(), w.data_dir(), w.unusable_port_vars());
+                    }
+                }
+            }
+        }
+
+        /// Parse errors never contain a secret value, and always name a variable the role knows.
+        #[test]
+        fn errors_never_leak_secrets(
+            pairs in proptest::collection::vec((any_name(), any_value()), 0..16),
+            secret_suffix in "[ -~]{0,8}",
+        ) {
+            for role in Role::ALL {
+                let mut all = pairs.clone();
+                for info in known_variables(role).iter().filter(|v| v.secret) {
+                    all.push((info.name.to_owned(), format!("SeCrEtVaLuE{secret_suffix}")));
+                }
+                let vars = Vars::from_pairs(all);
+                match Config::parse(role, &vars, &FileContents::new(), &host()) {
+                    Err(e) => {
+                        proptest::prop_assert!(!e.to_string().contains("SeCrEtVaLuE"), "{}", e);
+                        proptest::prop_assert!(is_known(role, e.variable()), "{}", e);
+                    }
+                    Ok(cfg) => {
+                        let text = format!("{:?}", cfg);
+                        proptest::prop_assert!(!text.contains("SeCrEtVaLuE"));
+                    }
+                }
+            }
+        }
+    }
+}

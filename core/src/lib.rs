@@ -8,6 +8,8 @@
 //! - [`auth`]: bearer-token checks with digests compared in constant time;
 //! - [`keys`]: percent-decoding, validation and routing of file keys to safe relative paths;
 //! - [`upload`]: `Content-Range` and hash headers, and the resumable-upload planner;
+//! - [`range`]: `Range` resolution of downloads (206 / 416);
+//! - [`logs`]: backend log ring buffers and their JSON frames;
 //! - [`request`]: classification of request heads into commands, auth first;
 //! - [`response`]: every response described as data.
 //!
@@ -22,7 +24,9 @@
 pub mod auth;
 pub mod config;
 pub mod keys;
+pub mod logs;
 pub mod posture;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod upload;

@@ -6,7 +6,9 @@
 //! status codes or bodies themselves.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS};
+use http::header::{
+    CONTENT_TYPE, HeaderName, HeaderValue, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{Response, StatusCode};
 
 /// `Content-Type` of plain-text bodies (what Go's `http.Error` sends).
@@ -138,6 +140,9 @@ mod tests {
     #[test]
     fn json_ends_with_a_newline() {
         let reply = Reply::json(StatusCode::OK, &serde_json::json!({"local_path": "/m/x"}));
-        assert_eq!(reply.body, Bytes::from_static(b"{\"local_path\":\"/m/x\"}\n"));
+        assert_eq!(
+            reply.body,
+            Bytes::from_static(b"{\"local_path\":\"/m/x\"}\n")
+        );
     }
 }

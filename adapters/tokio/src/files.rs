@@ -1,0 +1,779 @@
+//! File effects of the `/v1/files*` routes: the core decides, this module reads and writes.
+//!
+//! Blocking file work runs on tokio's blocking pool; bodies flow between the socket and a
+//! blocking reader or writer through small bounded channels, so memory stays flat whatever the
+//! file size. Every path comes from a core [`Target`] and is opened beneath its root by
+//! [`RootDir`], which refuses symlinks that leave the root at open time.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
+use nodegate_core::range::{self, RangeAnswer};
+use nodegate_core::response::Reply;
+use nodegate_core::upload::{
+    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, Sha256, Sidecar,
+    UploadPlan, UploadRequest,
+};
+use sha2::Digest as _;
+use tokio::sync::{OwnedMutexGuard, mpsc};
+use tracing::{error, info, warn};
+
+use crate::body::ResponseBody;
+use crate::server::{StartError, reply};
+use crate::store::{EntryInfo, RootDir, StoreError};
+
+/// Largest sidecar the server reads (a hash is 64 bytes).
+const SIDECAR_MAX: usize = 256;
+/// Body chunks buffered between the socket and the writer thread.
+const WRITE_QUEUE: usize = 8;
+/// Read size when hashing a file.
+const HASH_CHUNK: usize = 1024 * 1024;
+
+pub(crate) struct Files {
+    roots: Roots,
+    models: Arc<RootDir>,
+    staging: Arc<RootDir>,
+    data: Arc<RootDir>,
+    locks: KeyLocks,
+}
+
+impl Files {
+    pub(crate) fn open(roots: &Roots) -> Result<Self, StartError> {
+        let open = |name: &'static str, root: Root| {
+            let path = roots.dir(root);
+            RootDir::open_or_create(path)
+                .map(Arc::new)
+                .map_err(|error| StartError::Root {
+                    name,
+                    path: path.to_path_buf(),
+                    error,
+                })
+        };
+        let files = Self {
+            roots: roots.clone(),
+            models: open("models", Root::Models)?,
+            staging: open("staging", Root::Staging)?,
+            data: open("data", Root::Data)?,
+            locks: KeyLocks::default(),
+        };
+        for (name, dir) in [
+            ("models", &files.models),
+            ("staging", &files.staging),
+            ("data", &files.data),
+        ] {
+            match dir.remove_orphans(keys::is_temp_name) {
+                Ok(0) => {}
+                Ok(count) => info!(
+                    root = name,
+                    count, "removed temp files of interrupted uploads"
+                ),
+                Err(error) => warn!(root = name, error = %error, "could not clean temp files"),
+            }
+        }
+        Ok(files)
+    }
+
+    fn dir(&self, root: Root) -> Arc<RootDir> {
+        match root {
+            Root::Models => self.models.clone(),
+            Root::Staging => self.staging.clone(),
+            Root::Data => self.data.clone(),
+        }
+    }
+
+    fn local_path(&self, target: &Target) -> String {
+        self.roots.local_path(target).display().to_string()
+    }
+
+    /// `HEAD /v1/files/{key}`.
+    pub(crate) async fn head(&self, target: &Target) -> Reply {
+        let dir = self.dir(target.root());
+        for _ in 0..3 {
+            let mut state = match read_state(&dir, target).await {
+                Ok(state) => state,
+                Err(error) => return read_error(&error, "not found"),
+            };
+            if upload::answer_head(&state) == HeadAnswer::NeedHash {
+                match self.hash_and_cache(&dir, target).await {
+                    // Answer from the fresh hash even if the sidecar could not be written
+                    // (a read-only tree): the core sees a trusted sidecar either way.
+                    Ok(Some(sidecar)) => state.sidecar = Some(sidecar),
+                    Ok(None) => continue, // the file changed while it was read
+                    Err(error) => return read_error(&error, "not found"),
+                }
+            }
+            return upload::answer_head(&state).reply(&self.local_path(target));
+        }
+        internal("the file kept changing while it was hashed")
+    }
+
+    /// `GET /v1/files/{key}`, whole or one range.
+    pub(crate) async fn get(
+        &self,
+        target: &Target,
+        range_header: Option<&HeaderValue>,
+        _head: bool,
+    ) -> Response<ResponseBody> {
+        let dir = self.dir(target.root());
+        let rel = target.rel().to_owned();
+        let opened = blocking(move || dir.open_read(&rel)).await;
+        let (file, size) = match opened {
+            Ok(opened) => opened,
+            Err(error) => return reply(read_error(&error, "file not found"), &http::Method::GET),
+        };
+        let (status, start, len, content_range) = match range::resolve_range(range_header, size) {
+            RangeAnswer::Full => (StatusCode::OK, 0, size, None),
+            RangeAnswer::Partial { start, end } => (
+                StatusCode::PARTIAL_CONTENT,
+                start,
+                end - start + 1,
+                Some(format!("bytes {start}-{end}/{size}")),
+            ),
+            RangeAnswer::Unsatisfiable => {
+                let answer =
+                    Reply::error(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                        .with_header(CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+                return reply(answer, &http::Method::GET);
+            }
+        };
+        let mut response = Response::new(ResponseBody::file(file, start, len));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(content_range) = content_range {
+            headers.insert(CONTENT_RANGE, header_value(&content_range));
+        }
+        response
+    }
+
+    /// `POST /v1/files/temp`.
+    pub(crate) async fn alloc_temp(&self) -> Reply {
+        let staging = self.staging.clone();
+        match blocking(move || staging.create_output_temp()).await {
+            Ok(name) => {
+                let path = self.roots.dir(Root::Staging).join(name);
+                upload::upload_ok(&path.display().to_string())
+            }
+            Err(error) => write_error(&error),
+        }
+    }
+
+    /// `GET /v1/files-list/{key}`.
+    pub(crate) async fn list(&self, target: &ListTarget) -> Reply {
+        let (dir, rel) = match target {
+            ListTarget::Root(root) => (self.dir(*root), None),
+            ListTarget::Dir(target) => (self.dir(target.root()), Some(target.rel().to_owned())),
+        };
+        let listed = blocking(move || dir.list(rel.as_deref(), keys::is_listable)).await;
+        match listed {
+            Ok(files) if files.is_empty() => {
+                Reply::json(StatusCode::OK, &serde_json::json!({ "files": null }))
+            }
+            Ok(files) => Reply::json(StatusCode::OK, &serde_json::json!({ "files": files })),
+            Err(StoreError::NotFound | StoreError::NotADirectory | StoreError::Escape) => {
+                Reply::error(StatusCode::NOT_FOUND, "directory not found")
+            }
+            Err(error) => read_error(&error, "directory not found"),
+        }
+    }
+
+    /// `PUT /v1/files/{key}`: full or resumable upload.
+    pub(crate) async fn put(
+        &self,
+        target: &Target,
+        request: &UploadRequest,
+        body: Incoming,
+        idle: Duration,
+        remote: SocketAddr,
+    ) -> Reply {
+        info!(
+            %remote,
+            key = target.key().as_str().escape_debug().to_string(),
+            content_length = request.content_length,
+            range = request.range.map(|r| format!("{}-{}/{}", r.start, r.end, r.total)),
+            "receiving upload"
+        );
+        let dir = self.dir(target.root());
+        // Resumable uploads hold the key for their whole duration; full uploads stream into a
+        // private temp file and take the key only to publish.
+        let guard = if request.range.is_some() {
+            Some(self.locks.lock(target).await)
+        } else {
+            None
+        };
+        let mut plan = None;
+        for _ in 0..3 {
+            let state = match read_state(&dir, target).await {
+                Ok(state) => state,
+                Err(error) => return write_error(&error),
+            };
+            match upload::plan_upload(request, &state) {
+                UploadPlan::NeedHash => {
+                    let hashed = if guard.is_some() {
+                        self.hash_and_cache_locked(&dir, target).await
+                    } else {
+                        self.hash_and_cache(&dir, target).await
+                    };
+                    if let Err(error) = hashed {
+                        return write_error(&error);
+                    }
+                }
+                decided => {
+                    plan = Some(decided);
+                    break;
+                }
+            }
+        }
+        let Some(plan) = plan else {
+            return internal("the file kept changing while it was hashed");
+        };
+        match plan {
+            UploadPlan::NeedHash => internal("the file kept changing while it was hashed"),
+            UploadPlan::Refuse { reply, discard } => {
+                if let Err(error) = discard_state(&dir, target, discard).await {
+                    return write_error(&error);
+                }
+                reply
+            }
+            UploadPlan::AlreadyComplete { discard } => {
+                if let Err(error) = discard_state(&dir, target, discard).await {
+                    return write_error(&error);
+                }
+                upload::upload_ok(&self.local_path(target))
+            }
+            UploadPlan::WriteFull { max_len } => {
+                self.put_full(&dir, target, request, body, idle, max_len)
+                    .await
+            }
+            UploadPlan::Append {
+                discard,
+                offset,
+                len,
+                write_target,
+                completes: _,
+            } => {
+                let guard = guard.expect("resumable uploads always hold the key lock");
+                self.put_range(
+                    &dir,
+                    target,
+                    request,
+                    body,
+                    idle,
+                    AppendStep {
+                        discard,
+                        offset,
+                        len,
+                        write_target,
+                    },
+                    guard,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn put_full(
+        &self,
+        dir: &Arc<RootDir>,
+        target: &Target,
+        request: &UploadRequest,
+        body: Incoming,
+        idle: Duration,
+        max_len: Option<u64>,
+    ) -> Reply {
+        let temp = target.temp(nonce());
+        let created = {
+            let dir = dir.clone();
+            let temp = temp.clone();
+            blocking(move || dir.create_new(&temp, 0o640)).await
+        };
+        let file = match created {
+            Ok(file) => file,
+            Err(error) => return write_error(&error),
+        };
+        let outcome = stream_body(body, file, None, max_len, idle).await;
+        let cleanup = |dir: Arc<RootDir>, temp: String| async move {
+            let _ = blocking(move || dir.remove_file(&temp)).await;
+        };
+        let written = match outcome {
+            Streamed::Done { hash, written } => (hash, written),
+            failed => {
+                cleanup(dir.clone(), temp).await;
+                return failed.reply(request);
+            }
+        };
+        match upload::finish_full(request, written.0, written.1) {
+            Finish::Publish { sha256 } => {
+                let _guard = self.locks.lock(target).await;
+                match publish(dir, target, &temp, sha256, true).await {
+                    Ok(()) => upload::upload_ok(&self.local_path(target)),
+                    Err(error) => {
+                        cleanup(dir.clone(), temp).await;
+                        write_error(&error)
+                    }
+                }
+            }
+            Finish::Refuse { reply, .. } => {
+                cleanup(dir.clone(), temp).await;
+                reply
+            }
+        }
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; the step is already grouped"
+    )]
+    async fn put_range(
+        &self,
+        dir: &Arc<RootDir>,
+        target: &Target,
+        request: &UploadRequest,
+        body: Incoming,
+        idle: Duration,
+        step: AppendStep,
+        _guard: OwnedMutexGuard<()>,
+    ) -> Reply {
+        if let Err(error) = discard_state(dir, target, step.discard).await {
+            return write_error(&error);
+        }
+        let opened = {
+            let dir = dir.clone();
+            let partial = target.partial();
+            let target_sidecar = target.target_sidecar();
+            let write_target = step.write_target;
+            blocking(move || {
+                if let Some(hash) = write_target {
+                    dir.write_atomic(&target_sidecar, hash.to_hex().as_bytes())?;
+                }
+                dir.open_append(&partial)
+            })
+            .await
+        };
+        let (file, current) = match opened {
+            Ok(opened) => opened,
+            Err(error) => return write_error(&error),
+        };
+        if current != step.offset {
+            // The plan was made under the key lock from this very state, so this is a bug or
+            // an outside writer; refuse without touching the bytes.
+            return Reply::error(
+                StatusCode::CONFLICT,
+                "upload state changed while planning; retry from the size reported by HEAD",
+            );
+        }
+        let outcome = stream_body(body, file, Some(step.len), None, idle).await;
+        let written = match outcome {
+            Streamed::Done { written, .. } => written,
+            failed => return failed.reply(request),
+        };
+        if written < step.len {
+            return upload::short_body(written, step.len);
+        }
+        match upload::after_append(request, step.offset + written) {
+            AppendOutcome::Incomplete { reply } => reply,
+            AppendOutcome::Complete => {
+                let hashed = {
+                    let dir = dir.clone();
+                    let partial = target.partial();
+                    blocking(move || hash_file(&dir, &partial)).await
+                };
+                let (hash, _, _) = match hashed {
+                    Ok(hashed) => hashed,
+                    Err(error) => return write_error(&error),
+                };
+                match upload::finish_range(request, hash) {
+                    Finish::Publish { sha256 } => {
+                        match publish(dir, target, &target.partial(), sha256, false).await {
+                            Ok(()) => upload::upload_ok(&self.local_path(target)),
+                            Err(error) => write_error(&error),
+                        }
+                    }
+                    Finish::Refuse { reply, discard } => {
+                        if let Err(error) = discard_state(dir, target, discard).await {
+                            return write_error(&error);
+                        }
+                        reply
+                    }
+                }
+            }
+        }
+    }
+
+    async fn hash_and_cache(
+        &self,
+        dir: &Arc<RootDir>,
+        target: &Target,
+    ) -> Result<Option<Sidecar>, StoreError> {
+        let _guard = self.locks.lock(target).await;
+        self.hash_and_cache_locked(dir, target).await
+    }
+
+    /// Hashes the complete file and rewrites its sidecar, but only if the file did not change
+    /// while it was read: a sidecar must never describe other bytes (HR-C03). The caller holds
+    /// the key lock, so no upload of ours can publish in between. Returns the sidecar as the
+    /// core should see it, or `None` when the file changed and must be looked at again.
+    async fn hash_and_cache_locked(
+        &self,
+        dir: &Arc<RootDir>,
+        target: &Target,
+    ) -> Result<Option<Sidecar>, StoreError> {
+        let dir = dir.clone();
+        let rel = target.rel().to_owned();
+        let sidecar = target.sidecar();
+        blocking(move || {
+            let (hash, size, mtime) = hash_file(&dir, &rel)?;
+            match dir.stat(&rel)? {
+                EntryInfo::File { size: s, mtime_ns } if s == size && mtime_ns == mtime => {
+                    let hex = hash.to_hex();
+                    if let Err(error) = dir.write_atomic(&sidecar, hex.as_bytes()) {
+                        // A read-only tree still answers HEAD; the hash is recomputed next time.
+                        warn!(error = %error, "could not cache the hash sidecar");
+                    }
+                    Ok(Some(Sidecar {
+                        content: hex.into_bytes(),
+                        mtime_ns: mtime,
+                    }))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+struct AppendStep {
+    discard: Discard,
+    offset: u64,
+    len: u64,
+    write_target: Option<Sha256>,
+}
+
+/// Publishes verified bytes under the key's name: the old sidecar goes first, then the rename,
+/// then the new sidecar, so a crash at any point leaves either no sidecar (the hash is
+/// recomputed) or one that matches the visible bytes.
+async fn publish(
+    dir: &Arc<RootDir>,
+    target: &Target,
+    source: &str,
+    sha256: Sha256,
+    supersede_partial: bool,
+) -> Result<(), StoreError> {
+    let dir = dir.clone();
+    let rel = target.rel().to_owned();
+    let source = source.to_owned();
+    let sidecar = target.sidecar();
+    let target_sidecar = target.target_sidecar();
+    let partial = target.partial();
+    blocking(move || {
+        if let EntryInfo::Directory = dir.stat(&rel)? {
+            return Err(StoreError::IsADirectory);
+        }
+        dir.remove_file(&sidecar)?;
+        dir.rename(&source, &rel)?;
+        if let Err(error) = dir.write_atomic(&sidecar, sha256.to_hex().as_bytes()) {
+            warn!(error = %error, "could not write the hash sidecar; HEAD will recompute it");
+        }
+        if supersede_partial {
+            dir.remove_file(&partial)?;
+        }
+        dir.remove_file(&target_sidecar)?;
+        Ok(())
+    })
+    .await
+}
+
+async fn discard_state(
+    dir: &Arc<RootDir>,
+    target: &Target,
+    discard: Discard,
+) -> Result<(), StoreError> {
+    if !discard.partial && !discard.target {
+        return Ok(());
+    }
+    let dir = dir.clone();
+    let partial = target.partial();
+    let target_sidecar = target.target_sidecar();
+    blocking(move || {
+        if discard.partial {
+            dir.remove_file(&partial)?;
+        }
+        if discard.target {
+            dir.remove_file(&target_sidecar)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn read_state(dir: &Arc<RootDir>, target: &Target) -> Result<FileState, StoreError> {
+    let dir = dir.clone();
+    let rel = target.rel().to_owned();
+    let sidecar = target.sidecar();
+    let partial = target.partial();
+    let target_sidecar = target.target_sidecar();
+    blocking(move || {
+        let entry = match dir.stat(&rel)? {
+            EntryInfo::Missing => Entry::Missing,
+            EntryInfo::Directory => Entry::Directory,
+            EntryInfo::File { size, mtime_ns } => Entry::File { size, mtime_ns },
+            EntryInfo::Other => return Err(StoreError::NotFound),
+        };
+        let sidecar = match dir.read_small(&sidecar, SIDECAR_MAX) {
+            Ok(found) => found.map(|(content, mtime_ns)| Sidecar { content, mtime_ns }),
+            Err(StoreError::TooLarge) => None,
+            Err(error) => return Err(error),
+        };
+        let partial = match dir.stat(&partial)? {
+            EntryInfo::File { size, .. } => Some(size),
+            _ => None,
+        };
+        let target = match dir.read_small(&target_sidecar, SIDECAR_MAX) {
+            Ok(found) => found.map(|(content, _)| content),
+            Err(StoreError::TooLarge) => Some(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        Ok(FileState {
+            entry,
+            sidecar,
+            partial,
+            target,
+        })
+    })
+    .await
+}
+
+/// Hashes a file beneath `dir`; returns the digest and the size and mtime it had when opened.
+fn hash_file(dir: &RootDir, rel: &str) -> Result<(Sha256, u64, i128), StoreError> {
+    let before = dir.stat(rel)?;
+    let (mut file, _) = dir.open_read(rel)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; HASH_CHUNK];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(StoreError::from(error)),
+        }
+    }
+    let (size, mtime) = match before {
+        EntryInfo::File { size, mtime_ns } => (size, mtime_ns),
+        _ => (0, 0),
+    };
+    Ok((Sha256(hasher.finalize().into()), size, mtime))
+}
+
+/// How streaming a request body to disk ended.
+enum Streamed {
+    /// The body (or the requested span of it) is on disk and synced.
+    Done { hash: Sha256, written: u64 },
+    /// More bytes than allowed.
+    TooLarge,
+    /// The client paused longer than the idle timeout.
+    Idle,
+    /// The client broke the body (disconnect, bad chunk).
+    Broken,
+    /// The disk refused the bytes.
+    Disk(StoreError),
+}
+
+impl Streamed {
+    fn reply(self, request: &UploadRequest) -> Reply {
+        match self {
+            Self::Done { .. } => internal("upload finished unexpectedly"),
+            Self::TooLarge => upload::too_large(request.limit.unwrap_or(u64::MAX)),
+            Self::Idle => Reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body stalled; resume the upload",
+            ),
+            Self::Broken => Reply::error(StatusCode::BAD_REQUEST, "request body ended early"),
+            Self::Disk(error) => write_error(&error),
+        }
+    }
+}
+
+/// Streams the request body into `file` on a blocking writer thread while hashing: at most
+/// `exact` bytes are taken (the rest is left unread), more than `max_len` fails. The file is
+/// synced before `Done` is reported.
+async fn stream_body(
+    mut body: Incoming,
+    file: std::fs::File,
+    exact: Option<u64>,
+    max_len: Option<u64>,
+    idle: Duration,
+) -> Streamed {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<(Sha256, u64)> {
+        let mut file = file;
+        let mut hasher = sha2::Sha256::new();
+        let mut written = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            file.write_all(&chunk)?;
+            hasher.update(&chunk);
+            written += chunk.len() as u64;
+        }
+        file.sync_all()?;
+        Ok((Sha256(hasher.finalize().into()), written))
+    });
+    let mut received = 0u64;
+    let mut failure = None;
+    while exact.is_none_or(|exact| received < exact) {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                failure = Some(Streamed::Idle);
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                failure = Some(Streamed::Broken);
+                break;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        if let Some(exact) = exact {
+            let room = exact - received;
+            if data.len() as u64 > room {
+                data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+            }
+        }
+        received += data.len() as u64;
+        if max_len.is_some_and(|max| received > max) {
+            failure = Some(Streamed::TooLarge);
+            break;
+        }
+        if tx.send(data).await.is_err() {
+            break; // the writer failed; its error is collected below
+        }
+    }
+    drop(tx);
+    let written = match writer.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(error)) => return Streamed::Disk(StoreError::from(error)),
+        Err(join) => return Streamed::Disk(StoreError::Io(io::Error::other(join.to_string()))),
+    };
+    match failure {
+        Some(failure) => failure,
+        None => Streamed::Done {
+            hash: written.0,
+            written: written.1,
+        },
+    }
+}
+
+/// One lock per key: resumable uploads hold it throughout, full uploads and hash caching
+/// while they publish (D4).
+#[derive(Default)]
+struct KeyLocks {
+    map: Mutex<HashMap<(Root, String), KeyLock>>,
+}
+
+type KeyLock = Arc<tokio::sync::Mutex<()>>;
+
+impl KeyLocks {
+    async fn lock(&self, target: &Target) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget locks nobody holds or waits for, so the map stays small.
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+            map.entry((target.root(), target.rel().to_owned()))
+                .or_default()
+                .clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(join) => Err(StoreError::Io(io::Error::other(join.to_string()))),
+    }
+}
+
+/// Maps a failure to read to a response. Escapes are reported as missing, so a client cannot
+/// probe what lies outside the roots.
+fn read_error(error: &StoreError, missing: &str) -> Reply {
+    match error {
+        StoreError::NotFound | StoreError::Escape | StoreError::NotADirectory => {
+            Reply::error(StatusCode::NOT_FOUND, missing)
+        }
+        StoreError::IsADirectory => Reply::error(StatusCode::BAD_REQUEST, "is a directory"),
+        StoreError::NameTooLong => {
+            Reply::error(StatusCode::BAD_REQUEST, "invalid key: name too long")
+        }
+        other => io_failure(other),
+    }
+}
+
+/// Maps a failure to write to a response: client-caused cases are 4xx, a full disk 507.
+fn write_error(error: &StoreError) -> Reply {
+    match error {
+        StoreError::Escape => Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid key: the path leaves the allowed directory",
+        ),
+        StoreError::IsADirectory => {
+            Reply::error(StatusCode::BAD_REQUEST, "destination is a directory")
+        }
+        StoreError::NotADirectory => Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid key: a parent of this key is a file",
+        ),
+        StoreError::NameTooLong => {
+            Reply::error(StatusCode::BAD_REQUEST, "invalid key: name too long")
+        }
+        StoreError::NoSpace => Reply::error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient storage: the worker's disk is full",
+        ),
+        other => io_failure(other),
+    }
+}
+
+fn io_failure(error: &StoreError) -> Reply {
+    error!(error = %error, kind = error.kind_label(), "file operation failed");
+    internal("file operation failed")
+}
+
+fn internal(message: &str) -> Reply {
+    Reply::error(StatusCode::INTERNAL_SERVER_ERROR, message)
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// A temp-file nonce: random per process, unique per call. `create_new` retries on the rare
+/// collision anyway.
+fn nonce() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}

@@ -1,0 +1,358 @@
+//! The file-transfer server: accept loop, limits, and dispatch of the core's commands.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use nodegate_core::keys::Roots;
+use nodegate_core::request::{self as proto, Command, RefusalReason, ServerPolicy};
+use nodegate_core::response::Reply;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, info, warn};
+
+use crate::body::ResponseBody;
+use crate::files::Files;
+use crate::logs::LogStore;
+
+/// A readiness probe: `Ok` when the worker can take work, else the reason.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Limits that protect the server from slow or greedy clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time allowed to receive a complete request head (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Longest pause allowed between two pieces of a request body. Not a total timeout:
+    /// multi-gigabyte uploads are legitimate.
+    pub body_idle_timeout: Duration,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time given to in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything the server needs to run.
+pub struct ServerConfig {
+    /// Who may call the authenticated routes, and the upload limit.
+    pub policy: ServerPolicy,
+    /// The three roots (models, staging, data), absolute paths.
+    pub roots: Roots,
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
+    /// Backend log store served under `/v1/backend-logs`.
+    pub logs: LogStore,
+    /// Readiness probe for `/readyz`; `None` reports ready (LocalAI's fail-open default).
+    pub readiness: Option<Readiness>,
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug)]
+pub enum StartError {
+    /// A root directory could not be created or opened.
+    Root {
+        /// Which root (`models`, `staging`, `data`).
+        name: &'static str,
+        /// The absolute path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root { name, path, error } => {
+                write!(
+                    f,
+                    "cannot prepare the {name} directory {}: {error}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running file-transfer server.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+pub(crate) struct Shared {
+    pub(crate) policy: ServerPolicy,
+    pub(crate) files: Files,
+    pub(crate) logs: LogStore,
+    pub(crate) readiness: Option<Readiness>,
+    pub(crate) limits: Limits,
+}
+
+impl Server {
+    /// Prepares the roots (creating them with mode 0750 and removing orphaned temp files left
+    /// by an interrupted upload) and wraps an already bound listener.
+    ///
+    /// # Errors
+    /// [`StartError`] when a root cannot be prepared.
+    pub fn new(config: ServerConfig, listener: TcpListener) -> Result<Self, StartError> {
+        let files = Files::open(&config.roots)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                policy: config.policy,
+                files,
+                logs: config.logs,
+                readiness: config.readiness,
+                limits: config.limits,
+            }),
+            listener,
+        })
+    }
+
+    /// The address the server listens on.
+    ///
+    /// # Errors
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// for the grace period and returns.
+    pub async fn serve<F>(self, shutdown: F)
+    where
+        F: std::future::Future<Output = ()>,
+    {
+        let Self { shared, listener } = self;
+        let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let (stream, remote) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = shared.clone();
+            let header_timeout = shared.limits.header_read_timeout;
+            let mut stop_rx = stop_rx.clone();
+            connections.spawn(async move {
+                let _permit = permit;
+                let service = service_fn(move |request| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(handle(&shared, request, remote).await) }
+                });
+                let mut builder = http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .keep_alive(true)
+                    .max_buf_size(64 * 1024);
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(error) = result {
+                            debug!(%remote, %error, "connection ended with an error");
+                        }
+                    }
+                    () = async { let _ = stop_rx.wait_for(|stop| *stop).await; } => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            });
+            while connections.try_join_next().is_some() {}
+        }
+        let _ = stop_tx.send(true);
+        let grace = shared.limits.shutdown_grace;
+        let _ = tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        connections.abort_all();
+        info!("file transfer server stopped");
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<ResponseBody> {
+    let (parts, body) = request.into_parts();
+    let command = match proto::classify(&parts, &shared.policy) {
+        Ok(command) => command,
+        Err(refusal) => {
+            log_refusal(&parts, remote, &refusal.reason, refusal.reply.status);
+            return reply(refusal.reply, &parts.method);
+        }
+    };
+    let head = parts.method == http::Method::HEAD;
+    match command {
+        Command::Healthz => reply(Reply::text(StatusCode::OK, "ok"), &parts.method),
+        Command::Readyz => {
+            let answer = match shared.readiness.as_ref().map(|probe| probe()) {
+                None | Some(Ok(())) => Reply::text(StatusCode::OK, "ok"),
+                Some(Err(reason)) => Reply::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("not ready: {reason}"),
+                ),
+            };
+            reply(answer, &parts.method)
+        }
+        Command::LogsIndex => reply(
+            Reply::json(StatusCode::OK, &serde_json::json!(shared.logs.models())),
+            &parts.method,
+        ),
+        Command::LogsModel { model } => reply(
+            Reply::json(
+                StatusCode::OK,
+                &serde_json::json!(shared.logs.lines(&model)),
+            ),
+            &parts.method,
+        ),
+        Command::LogsWatch { model } => {
+            upgrade_logs(shared, Request::from_parts(parts, body), model)
+        }
+        Command::Head { target } => reply(shared.files.head(&target).await, &parts.method),
+        Command::Get { target, range } => shared.files.get(&target, range.as_ref(), head).await,
+        Command::Put { target, upload } => {
+            let answer = shared
+                .files
+                .put(
+                    &target,
+                    &upload,
+                    body,
+                    shared.limits.body_idle_timeout,
+                    remote,
+                )
+                .await;
+            reply(answer, &parts.method)
+        }
+        Command::AllocTemp => reply(shared.files.alloc_temp().await, &parts.method),
+        Command::List { target } => reply(shared.files.list(&target).await, &parts.method),
+    }
+}
+
+fn upgrade_logs(
+    shared: &Shared,
+    request: Request<Incoming>,
+    model: String,
+) -> Response<ResponseBody> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+    let Some(key) = request
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .cloned()
+    else {
+        return reply(
+            Reply::error(StatusCode::BAD_REQUEST, "Bad Request"),
+            request.method(),
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let logs = shared.logs.clone();
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(4096))
+                    .max_frame_size(Some(4096));
+                let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                logs.watch(model, socket).await;
+            }
+            Err(error) => debug!(%error, "websocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(ResponseBody::full(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    headers.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&accept) {
+        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
+}
+
+/// Turns a core reply into a hyper response; `HEAD` answers keep their headers and drop the
+/// body.
+pub(crate) fn reply(answer: Reply, method: &http::Method) -> Response<ResponseBody> {
+    let is_head = method == http::Method::HEAD;
+    let response = answer.into_http();
+    let (parts, body) = response.into_parts();
+    let body = if is_head { Bytes::new() } else { body };
+    Response::from_parts(parts, ResponseBody::full(body))
+}
+
+fn log_refusal(
+    parts: &http::request::Parts,
+    remote: SocketAddr,
+    reason: &RefusalReason,
+    status: StatusCode,
+) {
+    let method = parts.method.as_str();
+    // The path is logged escaped so a key cannot inject control characters into the log.
+    let path = parts.uri.path().escape_debug().to_string();
+    match reason {
+        RefusalReason::Unauthorized(why) => {
+            info!(%remote, method, path, status = status.as_u16(), why = why.as_str(), "request refused: unauthorized");
+        }
+        RefusalReason::NotFound | RefusalReason::Redirect => {
+            debug!(%remote, method, path, status = status.as_u16(), "no such route");
+        }
+        other => {
+            info!(%remote, method, path, status = status.as_u16(), reason = ?other, "request refused");
+        }
+    }
+}

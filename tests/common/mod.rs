@@ -1,0 +1,364 @@
+//! Shared harness of the integration tests: a server on a loopback port over temp
+//! directories, a raw HTTP/1.1 client (so request targets go out byte for byte, never
+//! normalised), and helpers to spawn the reference worker binary.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nodegate::auth::{AuthPolicy, Token};
+use nodegate::keys::Roots;
+use nodegate::request::ServerPolicy;
+use nodegate::tokio_adapter::{Limits, LogStore, Readiness, Server, ServerConfig};
+use sha2::Digest as _;
+
+/// The token configured on protected test servers.
+pub const TOKEN: &str = "s3cr3t-Token_for.tests~";
+
+/// How long a raw client waits for an answer before failing the test.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A file-transfer server running on its own runtime thread, over a temp tree:
+/// `<tmp>/outside` (must never change), `<tmp>/root/models`, `<tmp>/root/staging`,
+/// `<tmp>/root/data`.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub tmp: tempfile::TempDir,
+    pub roots: Roots,
+    pub logs: LogStore,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Options of a [`TestServer`].
+#[derive(Clone)]
+pub struct Options {
+    pub token: Option<&'static str>,
+    pub previous: Option<&'static str>,
+    pub max_upload: Option<u64>,
+    pub limits: Limits,
+    pub readiness: Option<Readiness>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            token: Some(TOKEN),
+            previous: None,
+            max_upload: Some(50 << 30),
+            limits: Limits::default(),
+            readiness: None,
+        }
+    }
+}
+
+impl TestServer {
+    /// A protected server with default limits.
+    pub fn start() -> Self {
+        Self::with(Options::default())
+    }
+
+    /// An anonymous server.
+    pub fn anonymous() -> Self {
+        Self::with(Options {
+            token: None,
+            ..Options::default()
+        })
+    }
+
+    pub fn with(options: Options) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let base = tmp.path().join("root");
+        std::fs::create_dir_all(tmp.path().join("outside")).expect("outside dir");
+        std::fs::write(tmp.path().join("outside/secret.txt"), b"outside secret").expect("secret");
+        let roots = Roots {
+            models: base.join("models"),
+            staging: base.join("staging"),
+            data: base.join("data"),
+        };
+        let token = options.token.map(|t| Token::parse(t).expect("valid token"));
+        let previous = options.previous.map(|t| Token::parse(t).expect("valid token"));
+        let policy = ServerPolicy {
+            auth: AuthPolicy::from_tokens(token.as_ref(), previous.as_ref()),
+            max_upload: options.max_upload,
+        };
+        let logs = LogStore::new();
+        let config = ServerConfig {
+            policy,
+            roots: roots.clone(),
+            limits: options.limits.clone(),
+            logs: logs.clone(),
+            readiness: options.readiness.clone(),
+        };
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let server = Server::new(config, listener).expect("server starts");
+                addr_tx.send(server.local_addr().expect("addr")).expect("send addr");
+                server
+                    .serve(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
+        Self {
+            addr,
+            tmp,
+            roots,
+            logs,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Sends raw bytes and reads one response.
+    pub fn raw(&self, request: &[u8]) -> RawResponse {
+        send_raw(self.addr, request)
+    }
+
+    /// Sends a request with the test token (when `auth`), `extra` header lines and a body.
+    pub fn request(&self, method: &str, target: &str, auth: bool, extra: &[(&str, &str)], body: &[u8]) -> RawResponse {
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        if auth {
+            head.push_str(&format!("Authorization: Bearer {TOKEN}\r\n"));
+        }
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || method == "PUT" || method == "POST" {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        self.raw(&bytes)
+    }
+
+    pub fn get(&self, target: &str) -> RawResponse {
+        self.request("GET", target, true, &[], b"")
+    }
+
+    pub fn head(&self, target: &str) -> RawResponse {
+        self.request("HEAD", target, true, &[], b"")
+    }
+
+    pub fn put(&self, target: &str, body: &[u8]) -> RawResponse {
+        self.request("PUT", target, true, &[], body)
+    }
+
+    /// Everything under the temp dir outside the roots, with contents: must never change.
+    pub fn outside_snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        walk(&self.tmp.path().join("outside"), &mut out);
+        out
+    }
+
+    /// Every file under the roots, relative to `<tmp>/root`.
+    pub fn root_files(&self) -> Vec<String> {
+        let base = self.tmp.path().join("root");
+        let mut out = Vec::new();
+        walk(&base, &mut out);
+        out.into_iter()
+            .map(|(p, _)| p.strip_prefix(&base).expect("under base").display().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).expect("metadata");
+        if meta.is_dir() {
+            walk(&path, out);
+        } else if meta.file_type().is_symlink() {
+            out.push((path.clone(), std::fs::read_link(&path).expect("link").into_os_string().into_encoded_bytes()));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Sends `request` on a fresh connection and reads one response. A response to `HEAD` has no
+/// body whatever its `Content-Length` says.
+pub fn send_raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
+    // A server may answer and close before the whole body is sent (413 on a declared size):
+    // a failed write is fine as long as a response comes back.
+    let _ = stream.write_all(request);
+    let is_head = request.starts_with(b"HEAD ");
+    read_response(&mut stream, is_head).expect("a complete HTTP response")
+}
+
+/// Reads one response from `stream`.
+pub fn read_response(stream: &mut TcpStream, is_head: bool) -> Option<RawResponse> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(pos) = find(&buf, b"\r\n\r\n") {
+            break pos;
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[head_end + 4..].to_vec();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    if is_head || status == 204 || status == 304 || (100..200).contains(&status) {
+        body.clear();
+    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while body.len() < len {
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body.truncate(len);
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            if let Some(decoded) = decode_chunked(&body) {
+                body = decoded;
+                break;
+            }
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        let _ = stream.read_to_end(&mut body);
+    }
+    Some(RawResponse { status, headers, body })
+}
+
+fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = find(data, b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if data.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Path of the reference worker binary built by `cargo test` (examples are built with the
+/// tests, next to the test binaries).
+pub fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let debug_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = debug_dir.join("examples").join("worker");
+    assert!(path.exists(), "worker example not built at {}", path.display());
+    path
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits until something accepts connections on `addr`, or the deadline passes.
+pub fn wait_listening(addr: SocketAddr, deadline: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
