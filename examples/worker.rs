@@ -282,6 +282,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // A file-size limit (RLIMIT_FSIZE) must fail the upload with EFBIG, not kill the worker:
+    // listening for SIGXFSZ replaces its default action for the life of the process.
+    let _file_size_signal =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
     let worker = config
         .worker
         .as_ref()

@@ -124,7 +124,6 @@ impl Files {
         &self,
         target: &Target,
         range_header: Option<&HeaderValue>,
-        _head: bool,
     ) -> Response<ResponseBody> {
         let dir = self.dir(target.root());
         let rel = target.rel().to_owned();

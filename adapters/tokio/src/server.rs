@@ -224,7 +224,6 @@ async fn handle(
             return reply(refusal.reply, &parts.method);
         }
     };
-    let head = parts.method == http::Method::HEAD;
     match command {
         Command::Healthz => reply(Reply::text(StatusCode::OK, "ok"), &parts.method),
         Command::Readyz => {
@@ -252,7 +251,7 @@ async fn handle(
             upgrade_logs(shared, Request::from_parts(parts, body), model)
         }
         Command::Head { target } => reply(shared.files.head(&target).await, &parts.method),
-        Command::Get { target, range } => shared.files.get(&target, range.as_ref(), head).await,
+        Command::Get { target, range } => shared.files.get(&target, range.as_ref()).await,
         Command::Put { target, upload } => {
             let answer = shared
                 .files
