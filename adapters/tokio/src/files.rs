@@ -37,7 +37,9 @@ use crate::store::{EntryInfo, RootDir, StoreError};
 /// Largest sidecar the server reads (a hash is 64 bytes).
 const SIDECAR_MAX: usize = 256;
 /// Body chunks buffered between the socket and the writer thread.
-const WRITE_QUEUE: usize = 8;
+const WRITE_QUEUE: usize = 32;
+/// Write buffer of the upload writer thread.
+const WRITE_BUFFER: usize = 1024 * 1024;
 /// Read size when hashing a file.
 const HASH_CHUNK: usize = 1024 * 1024;
 
@@ -619,18 +621,28 @@ async fn stream_body(
     max_len: Option<u64>,
     idle: Duration,
 ) -> Streamed {
+    // Writing and hashing run on two blocking threads, so the upload proceeds at the pace of
+    // the slower of the two rather than their sum.
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let writer = tokio::task::spawn_blocking(move || -> io::Result<(Sha256, u64)> {
-        let mut file = file;
-        let mut hasher = sha2::Sha256::new();
+    let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+        // Body frames are small; coalescing them saves a system call per frame.
+        let mut file = io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut written = 0u64;
         while let Some(chunk) = rx.blocking_recv() {
             file.write_all(&chunk)?;
-            hasher.update(&chunk);
             written += chunk.len() as u64;
         }
+        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
-        Ok((Sha256(hasher.finalize().into()), written))
+        Ok(written)
+    });
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = hash_rx.blocking_recv() {
+            hasher.update(&chunk);
+        }
+        Sha256(hasher.finalize().into())
     });
     let mut received = 0u64;
     let mut failure = None;
@@ -661,22 +673,24 @@ async fn stream_body(
             failure = Some(Streamed::TooLarge);
             break;
         }
-        if tx.send(data).await.is_err() {
+        if hash_tx.send(data.clone()).await.is_err() || tx.send(data).await.is_err() {
             break; // the writer failed; its error is collected below
         }
     }
     drop(tx);
+    drop(hash_tx);
     let written = match writer.await {
-        Ok(Ok(done)) => done,
+        Ok(Ok(written)) => written,
         Ok(Err(error)) => return Streamed::Disk(StoreError::from(error)),
+        Err(join) => return Streamed::Disk(StoreError::Io(io::Error::other(join.to_string()))),
+    };
+    let hash = match hasher.await {
+        Ok(hash) => hash,
         Err(join) => return Streamed::Disk(StoreError::Io(io::Error::other(join.to_string()))),
     };
     match failure {
         Some(failure) => failure,
-        None => Streamed::Done {
-            hash: written.0,
-            written: written.1,
-        },
+        None => Streamed::Done { hash, written },
     }
 }
 
