@@ -2,7 +2,14 @@
 //! directories, a raw HTTP/1.1 client (so request targets go out byte for byte, never
 //! normalised), and helpers to spawn the reference worker binary.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+#![allow(
+    unreachable_pub,
+    reason = "the harness is shared by several test binaries"
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -80,7 +87,9 @@ impl TestServer {
             data: base.join("data"),
         };
         let token = options.token.map(|t| Token::parse(t).expect("valid token"));
-        let previous = options.previous.map(|t| Token::parse(t).expect("valid token"));
+        let previous = options
+            .previous
+            .map(|t| Token::parse(t).expect("valid token"));
         let policy = ServerPolicy {
             auth: AuthPolicy::from_tokens(token.as_ref(), previous.as_ref()),
             max_upload: options.max_upload,
@@ -102,9 +111,13 @@ impl TestServer {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
                 let server = Server::new(config, listener).expect("server starts");
-                addr_tx.send(server.local_addr().expect("addr")).expect("send addr");
+                addr_tx
+                    .send(server.local_addr().expect("addr"))
+                    .expect("send addr");
                 server
                     .serve(async {
                         let _ = stop_rx.await;
@@ -112,7 +125,9 @@ impl TestServer {
                     .await;
             });
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server address");
         Self {
             addr,
             tmp,
@@ -129,8 +144,18 @@ impl TestServer {
     }
 
     /// Sends a request with the test token (when `auth`), `extra` header lines and a body.
-    pub fn request(&self, method: &str, target: &str, auth: bool, extra: &[(&str, &str)], body: &[u8]) -> RawResponse {
-        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+    pub fn request(
+        &self,
+        method: &str,
+        target: &str,
+        auth: bool,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawResponse {
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
         if auth {
             head.push_str(&format!("Authorization: Bearer {TOKEN}\r\n"));
         }
@@ -171,7 +196,12 @@ impl TestServer {
         let mut out = Vec::new();
         walk(&base, &mut out);
         out.into_iter()
-            .map(|(p, _)| p.strip_prefix(&base).expect("under base").display().to_string())
+            .map(|(p, _)| {
+                p.strip_prefix(&base)
+                    .expect("under base")
+                    .display()
+                    .to_string()
+            })
             .collect()
     }
 }
@@ -199,7 +229,13 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         if meta.is_dir() {
             walk(&path, out);
         } else if meta.file_type().is_symlink() {
-            out.push((path.clone(), std::fs::read_link(&path).expect("link").into_os_string().into_encoded_bytes()));
+            out.push((
+                path.clone(),
+                std::fs::read_link(&path)
+                    .expect("link")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            ));
         } else {
             out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
         }
@@ -228,7 +264,8 @@ impl RawResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -236,8 +273,12 @@ impl RawResponse {
 /// body whatever its `Content-Length` says.
 pub fn send_raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
+    stream
+        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .expect("timeout");
+    stream
+        .set_write_timeout(Some(CLIENT_TIMEOUT))
+        .expect("timeout");
     // A server may answer and close before the whole body is sent (413 on a declared size):
     // a failed write is fine as long as a response comes back.
     let _ = stream.write_all(request);
@@ -299,7 +340,11 @@ pub fn read_response(stream: &mut TcpStream, is_head: bool) -> Option<RawRespons
     } else {
         let _ = stream.read_to_end(&mut body);
     }
-    Some(RawResponse { status, headers, body })
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -338,7 +383,11 @@ pub fn worker_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let debug_dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = debug_dir.join("examples").join("worker");
-    assert!(path.exists(), "worker example not built at {}", path.display());
+    assert!(
+        path.exists(),
+        "worker example not built at {}",
+        path.display()
+    );
     path
 }
 
@@ -361,4 +410,122 @@ pub fn wait_listening(addr: SocketAddr, deadline: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// A spawned worker process; killed (SIGKILL) and reaped on drop. Its stdout and stderr go to
+/// files in a temp dir of its own, so a chatty child never blocks on a full pipe.
+pub struct WorkerProcess {
+    pub child: std::process::Child,
+    logs: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    /// Spawns `command` with stdout/stderr captured to files.
+    pub fn spawn(mut command: std::process::Command) -> Self {
+        let logs = tempfile::tempdir().expect("log dir");
+        let out = std::fs::File::create(logs.path().join("stdout")).expect("stdout file");
+        let err = std::fs::File::create(logs.path().join("stderr")).expect("stderr file");
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = command.spawn().expect("spawn the worker");
+        Self { child, logs }
+    }
+
+    /// Waits up to `deadline` for the process to exit.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if start.elapsed() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.wait_exit(Duration::from_secs(10));
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stdout")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.wait_exit(Duration::from_secs(10));
+    }
+}
+
+/// The worker binary with an empty environment except `PATH`, `LOCALAI_MODELS_PATH=models`,
+/// `LOCALAI_HTTP_ADDR=http_addr` and short server timeouts.
+pub fn worker_command(models: &Path, http_addr: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(worker_binary());
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LOCALAI_MODELS_PATH", models)
+        .env("LOCALAI_HTTP_ADDR", http_addr)
+        .env("NODEGATE_HEADER_TIMEOUT", "10s")
+        .env("NODEGATE_BODY_IDLE_TIMEOUT", "10s");
+    command
+}
+
+/// Waits until `GET /healthz` on `addr` answers 200.
+pub fn wait_healthy(addr: SocketAddr, deadline: Duration) -> bool {
+    if !wait_listening(addr, deadline) {
+        return false;
+    }
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    send_raw(addr, request.as_bytes()).status == 200
+}
+
+/// Sends one request to `addr` with `Authorization: Bearer <token>` when `token` is given,
+/// `extra` header lines and a body (with `Content-Length`); reads one response.
+pub fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "PUT" || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    send_raw(addr, &bytes)
 }

@@ -535,7 +535,7 @@ async fn read_state(dir: &Arc<RootDir>, target: &Target) -> Result<FileState, St
             EntryInfo::Missing => Entry::Missing,
             EntryInfo::Directory => Entry::Directory,
             EntryInfo::File { size, mtime_ns } => Entry::File { size, mtime_ns },
-            EntryInfo::Other => return Err(StoreError::NotFound),
+            EntryInfo::Other => return Err(StoreError::NotAFile),
         };
         let sidecar = match dir.read_small(&sidecar, SIDECAR_MAX) {
             Ok(found) => found.map(|(content, mtime_ns)| Sidecar { content, mtime_ns }),
@@ -732,9 +732,11 @@ where
 /// probe what lies outside the roots.
 fn read_error(error: &StoreError, missing: &str) -> Reply {
     match error {
-        StoreError::NotFound | StoreError::Escape | StoreError::NotADirectory => {
-            Reply::error(StatusCode::NOT_FOUND, missing)
-        }
+        // A FIFO, socket or device is not a file that can be served: missing, as HEAD says.
+        StoreError::NotFound
+        | StoreError::Escape
+        | StoreError::NotADirectory
+        | StoreError::NotAFile => Reply::error(StatusCode::NOT_FOUND, missing),
         StoreError::IsADirectory => Reply::error(StatusCode::BAD_REQUEST, "is a directory"),
         StoreError::NameTooLong => {
             Reply::error(StatusCode::BAD_REQUEST, "invalid key: name too long")
@@ -756,6 +758,10 @@ fn write_error(error: &StoreError) -> Reply {
         StoreError::NotADirectory => Reply::error(
             StatusCode::BAD_REQUEST,
             "invalid key: a parent of this key is a file",
+        ),
+        StoreError::NotAFile => Reply::error(
+            StatusCode::BAD_REQUEST,
+            "destination is not a regular file (a FIFO, socket or device)",
         ),
         StoreError::NameTooLong => {
             Reply::error(StatusCode::BAD_REQUEST, "invalid key: name too long")

@@ -181,6 +181,9 @@ impl Server {
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
                     .keep_alive(true)
+                    // max_buf_size alone is soft (one read may overshoot it), so a head of
+                    // about twice the size would be accepted; max_header_size is exact.
+                    .max_header_size(64 * 1024)
                     .max_buf_size(64 * 1024);
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), service)
