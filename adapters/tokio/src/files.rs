@@ -40,6 +40,8 @@ const SIDECAR_MAX: usize = 256;
 const WRITE_QUEUE: usize = 32;
 /// Write buffer of the upload writer thread.
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes written between two background flushes of an upload.
+const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Read size when hashing a file.
 const HASH_CHUNK: usize = 1024 * 1024;
 
@@ -626,12 +628,33 @@ async fn stream_body(
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+        // Write-back overlaps the transfer: every SYNC_EVERY bytes a helper thread flushes
+        // what is written so far, so the final sync has little left to do.
+        let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let syncer = file.try_clone().ok().map(|clone| {
+            std::thread::spawn(move || {
+                while sync_rx.recv().is_ok() {
+                    let _ = clone.sync_data();
+                }
+            })
+        });
         // Body frames are small; coalescing them saves a system call per frame.
         let mut file = io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut written = 0u64;
+        let mut since_sync = 0u64;
         while let Some(chunk) = rx.blocking_recv() {
             file.write_all(&chunk)?;
             written += chunk.len() as u64;
+            since_sync += chunk.len() as u64;
+            if since_sync >= SYNC_EVERY {
+                since_sync = 0;
+                // A sync still running is enough; never wait for it here.
+                let _ = sync_tx.try_send(());
+            }
+        }
+        drop(sync_tx);
+        if let Some(syncer) = syncer {
+            let _ = syncer.join();
         }
         let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
