@@ -1000,10 +1000,8 @@ impl Config {
 /// URL can be logged.
 #[must_use]
 pub fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let authority_start = scheme_end + 3;
+    // NATS clients also accept `user:pass@host:port` without a scheme.
+    let authority_start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
     let rest = url.get(authority_start..).unwrap_or("");
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = rest.get(..authority_len).unwrap_or("");
@@ -2707,7 +2705,11 @@ mod tests {
         assert_eq!(redact_userinfo("nats://tok@h"), "nats://***:***@h");
         assert_eq!(redact_userinfo("http://h:8080/a@b"), "http://h:8080/a@b");
         assert_eq!(redact_userinfo("nats://h:4222"), "nats://h:4222");
-        assert_eq!(redact_userinfo("no-scheme@x"), "no-scheme@x");
+        assert_eq!(redact_userinfo("no-scheme@x"), "***:***@x");
+        assert_eq!(
+            redact_userinfo("worker:pa55@nats:4222"),
+            "***:***@nats:4222"
+        );
     }
 
     fn any_value() -> impl proptest::strategy::Strategy<Value = String> {

@@ -751,10 +751,14 @@ pub fn plan_upload(req: &UploadRequest, state: &FileState) -> UploadPlan {
 
     let mut discard = Discard::NOTHING;
     let mut current = state.partial;
-    // (b) restart from byte 0.
+    // (b) restart from byte 0. A partial of the same upload is kept so the 416 below tells the
+    // client where to resume — unless it already holds every byte (a crash between the last
+    // append and the publish): the client would then never resume, since it resumes only below
+    // the full size, and would loop on 416. Such a partial is discarded and the upload restarts.
     if range.start == 0 && current.is_some() {
         let same = matches!((req.expected, target), (Some(e), Some(t)) if e == t);
-        if !same {
+        let resumable = current.is_some_and(|size| size < range.total);
+        if !(same && resumable) {
             discard = present;
             current = None;
         }
@@ -1900,6 +1904,24 @@ mod tests {
     }
 
     #[test]
+    fn start_zero_over_a_partial_holding_every_byte_restarts_instead_of_looping_on_416() {
+        // A crash between the last append and the publish leaves a full-size partial. The
+        // client resumes only below the full size, so a 416 here would repeat forever.
+        let sha = hash(&[7; 100]);
+        let plan = plan_upload(&ranged(0, 99, 100, Some(sha)), &partial(100, Some(sha)));
+        assert_eq!(
+            plan,
+            UploadPlan::Append {
+                discard: Discard::IN_PROGRESS,
+                offset: 0,
+                len: 100,
+                write_target: Some(sha),
+                completes: true
+            }
+        );
+    }
+
+    #[test]
     fn cr19_d9_start_zero_over_the_same_complete_file_is_200_without_writing() {
         let sha = hash(&[4; 100]);
         let plan = plan_upload(&ranged(0, 99, 100, Some(sha)), &complete(100, sha));
@@ -2427,7 +2449,11 @@ mod tests {
                     return Expect::Status(200);
                 }
                 let mut kept = self.partial.take();
-                if start == 0 && kept.is_some() && !(hash.is_some() && hash == target) {
+                let resumable = kept
+                    .as_ref()
+                    .is_some_and(|(bytes, _)| (bytes.len() as u64) < total);
+                if start == 0 && kept.is_some() && !(hash.is_some() && hash == target && resumable)
+                {
                     kept = None;
                 }
                 if start > 0 && kept.is_some() {
