@@ -963,3 +963,131 @@ fn hr_k06_same_object_under_two_keys_both_complete() {
         assert_eq!(sidecar(&server, rel), sha256_hex(&object), "{rel}");
     }
 }
+
+/// HR-K04: a full PUT racing a resumable upload of another content on the same key. Pinned
+/// winner: whichever publishes last; the visible file is always exactly one of the two inputs
+/// with a matching sidecar, never a mix.
+#[test]
+fn hr_k04_full_put_racing_a_range_upload_never_interleaves() {
+    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+    let full = pattern(3, 256 * 1024);
+    let ranged = pattern(9, 256 * 1024);
+    let ranged_hash = sha256_hex(&ranged);
+    let total = ranged.len();
+    let range_line = format!("Content-Range: bytes 0-{}/{total}", total - 1);
+    let hash_line = format!("X-Content-SHA256: {ranged_hash}");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            slow_put(
+                &server,
+                "models/k4.bin",
+                &[],
+                &full,
+                8,
+                Duration::from_millis(10),
+            )
+            .status
+        });
+        let b = scope.spawn(|| {
+            slow_put(
+                &server,
+                "models/k4.bin",
+                &[&range_line, &hash_line],
+                &ranged,
+                8,
+                Duration::from_millis(10),
+            )
+            .status
+        });
+        vec![a.join().expect("full"), b.join().expect("range")]
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "statuses: {statuses:?}");
+    let visible = read_file(&server, "k4.bin");
+    assert!(
+        visible == full || visible == ranged,
+        "the visible file mixes two uploads"
+    );
+    assert_eq!(sidecar(&server, "k4.bin"), sha256_hex(&visible));
+    assert_eq!(
+        files(&server),
+        vec!["models/k4.bin", "models/k4.bin.sha256"]
+    );
+}
+
+/// HR-K05: listings taken while uploads are in flight never show temp or partial names, only
+/// keys a client can fetch.
+#[test]
+fn hr_k05_listing_during_uploads_never_shows_temp_names() {
+    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+    let body = pattern(5, 512 * 1024);
+    let hash = sha256_hex(&body);
+    let total = body.len();
+    let (server, body) = (&server, &body);
+    let listings: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            slow_put(
+                server,
+                "models/dir/full.bin",
+                &[],
+                body,
+                16,
+                Duration::from_millis(15),
+            )
+        });
+        let range_line = format!("Content-Range: bytes 0-{}/{total}", total - 1);
+        let hash_line = format!("X-Content-SHA256: {hash}");
+        scope.spawn(move || {
+            slow_put(
+                server,
+                "models/dir/part.bin",
+                &[&range_line, &hash_line],
+                body,
+                16,
+                Duration::from_millis(15),
+            )
+        });
+        (0..20)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(12));
+                server.get("/v1/files-list/models/dir").json()
+            })
+            .collect()
+    });
+    for listing in &listings {
+        if let Some(names) = listing["files"].as_array() {
+            for name in names {
+                let name = name.as_str().expect("string entry");
+                assert!(
+                    !name.split('/').any(|s| s.starts_with('.')),
+                    "hidden name listed: {name}"
+                );
+            }
+        }
+    }
+    let done = server.get("/v1/files-list/models/dir").json();
+    assert_eq!(
+        done["files"],
+        serde_json::json!(["full.bin", "full.bin.sha256", "part.bin", "part.bin.sha256"])
+    );
+}
+
+/// HR-S05: an idle keep-alive connection is closed once the header timeout passes without a
+/// new request.
+#[test]
+fn hr_s05_idle_keep_alive_connection_is_closed() {
+    let server = server_with(Duration::from_secs(1), Duration::from_secs(10), None);
+    let mut stream = connect(&server, Duration::from_secs(10));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    stream.write_all(request.as_bytes()).expect("request");
+    let first = read_response(&mut stream, false).expect("first response");
+    assert_eq!(first.status, 200);
+    let started = Instant::now();
+    let rest = read_until_closed(&mut stream, Duration::from_secs(8));
+    assert!(rest.is_some(), "idle connection was not closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    assert_still_serving(&server);
+}
