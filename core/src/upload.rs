@@ -704,8 +704,9 @@ pub enum UploadPlan {
 ///    - (a) D9: a declared hash, a complete file of size `total` whose trusted hash equals it, and
 ///      no partial with a different target → [`UploadPlan::AlreadyComplete`] (the partial and
 ///      target discarded); [`UploadPlan::NeedHash`] when the sidecar is untrusted.
-///    - (b) `start == 0` over a partial: kept only when the declared hash equals its target, else
-///      the partial and target are discarded and the current size is 0.
+///    - (b) `start == 0` over a partial: kept only when the declared hash equals its target and
+///      the partial is shorter than `total` (else it could never be resumed), otherwise the
+///      partial and target are discarded and the current size is 0.
 ///    - (c) `start > 0`, a declared hash different from the partial's target → 409, partial and
 ///      target discarded; `start > 0` without a declared hash over a partial that has a target →
 ///      409, nothing discarded.
