@@ -713,7 +713,10 @@ pub enum UploadPlan {
 ///    - (d) `start` ≠ current size → 416 with `Content-Range: bytes */<total>` and
 ///      `X-File-Size: <current>`, nothing changed (INV-2).
 ///    - (e) otherwise [`UploadPlan::Append`] at `start`; a fresh partial also discards a
-///      leftover target, and a kept partial an unreadable one.
+///      leftover target, and a kept partial an unreadable one. A partial begun without a hash
+///      takes the first declared one as its target, unverified: if its bytes belong to another
+///      file, the last chunk's hash check refuses them (400) and discards the partial, so the
+///      client's next attempt starts clean (found by the `plan_upload` fuzz target).
 ///
 /// Limits are checked again ([`UploadRequest::check`]) for requests built by hand.
 #[must_use]

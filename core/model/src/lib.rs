@@ -407,8 +407,9 @@ impl Disk {
         self.files.get(name).map(|(content, _)| content.as_slice())
     }
 
-    /// What the adapter reads before asking the core.
-    fn state(&self) -> FileState {
+    /// What the adapter reads before asking the core: the key's entry, its sidecars and the
+    /// size of its partial.
+    pub fn state(&self) -> FileState {
         let entry = match (self.directory, self.files.get(&self.rel())) {
             (true, _) => Entry::Directory,
             (false, Some((content, mtime_ns))) => Entry::File {
