@@ -64,20 +64,29 @@ pub fn plan_upload(data: &[u8]) {
         disk.check_invariants(&model);
     }
     // Liveness: whatever the sequence left behind, a LocalAI client can still upload each of the
-    // contents it used, once the faults are gone. One failed call is allowed, and only one that
-    // cleared the way: a misbehaving client can claim a partial begun without a hash for this
-    // content's hash (a chunk at start > 0 that declares it), and the honest client then resumes
-    // bytes that are not its own; the final hash check refuses them with 400 and discards the
-    // partial, so its next call must succeed. No state may make a client fail twice.
+    // contents it used, once the faults are gone. The one exception: a misbehaving client can
+    // claim a partial begun without a hash for this content's hash (a chunk at start > 0 that
+    // declares it). The honest client then resumes bytes that are not its own, and the final hash
+    // check refuses them with 400 and discards the partial. Only then may the first call fail,
+    // and the next must succeed: no state may make a client fail twice.
     for content in &sources {
         if directory || limit.is_some_and(|l| content.len() as u64 > l) {
             continue;
         }
+        let claimed = disk.state().target_hash() == Some(Sha256::of(content))
+            && disk
+                .partial()
+                .is_some_and(|bytes| !content.starts_with(bytes));
         let mut fresh = disk.clone();
         if let Err(first) = fresh.client_upload(content) {
             assert!(
-                fresh.state().partial.is_none(),
-                "a failed upload of {} bytes left its partial behind: {first}",
+                claimed,
+                "a LocalAI client cannot upload {} bytes: {first}",
+                content.len()
+            );
+            assert!(
+                fresh.partial().is_none(),
+                "a failed upload of {} bytes left the claimed partial behind: {first}",
                 content.len()
             );
             if let Err(second) = fresh.client_upload(content) {

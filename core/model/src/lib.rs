@@ -407,6 +407,11 @@ impl Disk {
         self.files.get(name).map(|(content, _)| content.as_slice())
     }
 
+    /// The bytes of the upload in progress, if any.
+    pub fn partial(&self) -> Option<&[u8]> {
+        self.content(&self.target.partial())
+    }
+
     /// What the adapter reads before asking the core: the key's entry, its sidecars and the
     /// size of its partial.
     pub fn state(&self) -> FileState {
