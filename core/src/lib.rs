@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod jwt;
 pub mod keys;
 pub mod logs;
 pub mod posture;

@@ -11,6 +11,9 @@
     reason = "the harness is shared by several test binaries"
 )]
 
+pub mod frontend;
+pub mod nats;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

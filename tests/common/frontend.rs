@@ -1,0 +1,1 @@
+//! A small in-test frontend that answers LocalAI's `/api/node/*` routes.

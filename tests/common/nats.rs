@@ -1,0 +1,1 @@
+//! A real `nats-server` per test, in each authentication mode.
