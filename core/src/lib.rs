@@ -28,6 +28,8 @@ pub mod keys;
 pub mod logs;
 pub mod posture;
 pub mod range;
+pub mod registration;
 pub mod request;
 pub mod response;
+pub mod startup;
 pub mod upload;

@@ -14,7 +14,7 @@
 //! | role | layers |
 //! |---|---|
 //! | frontend | node endpoints, NATS bus |
-//! | supervisor worker | node endpoints (its registration), file transfer, backend gRPC, NATS bus |
+//! | supervisor worker | node endpoints (its registration), file transfer, NATS bus |
 //! | agent worker | node endpoints (its registration), NATS bus |
 //!
 //! # Rules (spec §5.2, §5.4, §6.4, §6.5; security.md SC-01…SC-13)
@@ -40,8 +40,15 @@
 //!
 //!    Required with no source → refused (SC-07).
 //! 3. A layer is open when its secret is missing and nothing required it: the registration
-//!    token for node endpoints, file transfer and backend gRPC (SC-01), a credential source for
-//!    NATS. One warning per open layer.
+//!    token for node endpoints and file transfer (SC-01), a credential source for NATS. One
+//!    warning per open layer.
+//! 4. **Only what runs.** A layer is reported only when this process uses it: nodegate's worker
+//!    spawns no backend gRPC processes, so no gRPC layer is reported; a worker or agent worker
+//!    without `LOCALAI_REGISTER_TO` has no node id and so does not use NATS (its NATS layer is
+//!    not configured, although a NATS requirement still refuses a start without credentials).
+//!    A NATS credential is a plan until the connection proves it: the startup machine reports
+//!    the bus as protected only once the server accepted the credential and requires
+//!    authentication.
 //!
 //! Pairing errors (JWT without seed, TLS cert without key, …) and unreadable files (SC-08, SC-09)
 //! are configuration errors reported by [`Config::parse`], so they never reach this evaluation.
@@ -66,8 +73,6 @@ pub enum Layer {
     NodeEndpoints,
     /// The worker's HTTP file-transfer server.
     FileTransfer,
-    /// The worker's backend gRPC processes.
-    BackendGrpc,
     /// The NATS bus.
     NatsBus,
 }
@@ -79,7 +84,6 @@ impl Layer {
         match self {
             Self::NodeEndpoints => "node endpoints",
             Self::FileTransfer => "file transfer",
-            Self::BackendGrpc => "backend gRPC",
             Self::NatsBus => "NATS bus",
         }
     }
@@ -208,6 +212,9 @@ impl Posture {
             return Posture::Refused { error };
         }
         let nats = match nats_state(config) {
+            Ok(_) if config.role != Role::Frontend && config.registration.register_to.is_none() => {
+                LayerState::NotConfigured
+            }
             Ok(state) => state,
             Err(error) => return Posture::Refused { error },
         };
@@ -236,7 +243,6 @@ impl Posture {
             Role::Worker => vec![
                 report(Layer::NodeEndpoints, registering),
                 report(Layer::FileTransfer, token_state),
-                report(Layer::BackendGrpc, token_state),
                 report(Layer::NatsBus, nats),
             ],
             Role::AgentWorker => vec![
@@ -458,16 +464,6 @@ fn warning_text(config: &Config, layer: Layer) -> String {
             Some(w) => file_transfer_warning(w, TOKEN_FIX),
             None => format!("file-transfer server runs WITHOUT a registration token; {TOKEN_FIX}"),
         },
-        (Layer::BackendGrpc, _) => {
-            let range = config.worker.as_ref().map_or_else(String::new, |w| {
-                format!(" on ports {}-{}", w.base_port(), w.grpc_max_port)
-            });
-            format!(
-                "backend gRPC processes{range} accept calls WITHOUT authentication (no \
-                 LOCALAI_GRPC_AUTH_TOKEN is passed to them) — anyone who can reach them can run \
-                 inference and load models; {TOKEN_FIX}"
-            )
-        }
         (Layer::NatsBus, Role::Frontend) => format!(
             "NATS ({}) is used WITHOUT credentials — any client on the bus can publish \
              backend.install and read replies; set {NATS_SERVICE_JWT} + {NATS_SERVICE_SEED} \
@@ -515,8 +511,8 @@ fn file_transfer_warning(w: &WorkerConfig, token_fix: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::{
-        ADDR, FileContents, HTTP_ADDR, Host, MODELS_PATH, NATS_CREDS_FILE, NATS_NKEY_SEED,
-        NATS_PASSWORD, NATS_TOKEN, NATS_USER, NATS_USER_SEED, Vars, known_variables,
+        FileContents, HTTP_ADDR, Host, MODELS_PATH, NATS_CREDS_FILE, NATS_NKEY_SEED, NATS_PASSWORD,
+        NATS_TOKEN, NATS_USER, NATS_USER_SEED, Vars, known_variables,
     };
 
     const NATS: (&str, &str) = (NATS_URL, "nats://nats:4222");
@@ -852,7 +848,13 @@ mod tests {
     fn agent_service_credentials_protect_the_bus() {
         let p = evaluate(
             Role::AgentWorker,
-            &[NATS, (NATS_SERVICE_JWT, "eyJ"), (NATS_SERVICE_SEED, "SU")],
+            &[
+                NATS,
+                FRONTEND,
+                (REGISTRATION_TOKEN, "tok"),
+                (NATS_SERVICE_JWT, "eyJ"),
+                (NATS_SERVICE_SEED, "SU"),
+            ],
         );
         assert!(matches!(p, Posture::Protected { .. }), "{p:?}");
         assert_eq!(
@@ -872,14 +874,7 @@ mod tests {
             panic!("anonymous expected: {p:?}")
         };
         let layers: Vec<Layer> = warnings.iter().map(|w| w.layer).collect();
-        assert_eq!(
-            layers,
-            [
-                Layer::NodeEndpoints,
-                Layer::FileTransfer,
-                Layer::BackendGrpc
-            ]
-        );
+        assert_eq!(layers, [Layer::NodeEndpoints, Layer::FileTransfer]);
         for w in warnings {
             assert_eq!(w.fix, REGISTRATION_TOKEN);
             assert!(w.message.contains(REGISTRATION_TOKEN), "{w}");
@@ -903,11 +898,7 @@ mod tests {
         let p = evaluate(Role::Worker, &[(REGISTRATION_TOKEN, "tok"), FRONTEND]);
         assert!(matches!(p, Posture::Protected { .. }), "{p:?}");
         assert!(p.warnings().is_empty());
-        for layer in [
-            Layer::NodeEndpoints,
-            Layer::FileTransfer,
-            Layer::BackendGrpc,
-        ] {
+        for layer in [Layer::NodeEndpoints, Layer::FileTransfer] {
             assert_eq!(
                 p.layer(layer),
                 Some(LayerState::Protected {
@@ -981,17 +972,6 @@ mod tests {
             assert!(w.message.contains(part), "{part} missing from {w}");
         }
         assert_eq!(w.to_string(), w.message);
-    }
-
-    #[test]
-    fn backend_grpc_warning_names_the_port_range() {
-        let p = evaluate(Role::Worker, &[(ADDR, "w:60000")]);
-        let w = p
-            .warnings()
-            .iter()
-            .find(|w| w.layer == Layer::BackendGrpc)
-            .expect("gRPC warning");
-        assert!(w.message.contains("60000-65535"), "{w}");
     }
 
     #[test]
@@ -1137,15 +1117,18 @@ mod tests {
             None if c.nats_url => if_not_required,
             None => None,
         };
+        // Only what runs: a worker or agent without a frontend has no node id, so no NATS.
+        let nats_used = c.nats_url && (c.role == Frontend || c.register_to);
+        let nats_by = nats_by.filter(|_| nats_used);
         let mut open = Vec::new();
         let registers = c.role == Frontend || c.register_to;
         if registers && !c.token {
             open.push(Layer::NodeEndpoints);
         }
         if c.role == Worker && !c.token {
-            open.extend([Layer::FileTransfer, Layer::BackendGrpc]);
+            open.push(Layer::FileTransfer);
         }
-        if c.nats_url && nats_by.is_none() {
+        if nats_used && nats_by.is_none() {
             open.push(Layer::NatsBus);
         }
         Expected::Starts(open, nats_by)

@@ -111,7 +111,6 @@ fn check_posture(env: &Env, vars: &Vars, config: &Config, posture: &Posture) {
         Role::Worker => &[
             Layer::NodeEndpoints,
             Layer::FileTransfer,
-            Layer::BackendGrpc,
             Layer::NatsBus,
         ],
         Role::AgentWorker => &[Layer::NodeEndpoints, Layer::NatsBus],
@@ -173,7 +172,7 @@ fn check_posture(env: &Env, vars: &Vars, config: &Config, posture: &Posture) {
         Posture::Refused { .. } => unreachable!("handled above"),
     }
 
-    let token_layers = [Layer::FileTransfer, Layer::BackendGrpc];
+    let token_layers = [Layer::FileTransfer];
     for layer in &open {
         if registration_required {
             assert!(
@@ -212,7 +211,10 @@ fn check_posture(env: &Env, vars: &Vars, config: &Config, posture: &Posture) {
             "anonymous although required"
         );
     }
-    if !nats_url {
+    // Only what runs: without a frontend a worker or agent has no node id and uses no NATS.
+    let nats_used =
+        nats_url && (env.role == Role::Frontend || config.registration.register_to.is_some());
+    if !nats_used {
         assert_eq!(
             posture.layer(Layer::NatsBus),
             Some(LayerState::NotConfigured)
