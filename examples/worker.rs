@@ -1,9 +1,11 @@
-//! The reference nodegate worker: LocalAI's worker file-transfer server on tokio + hyper.
+//! The reference nodegate worker: LocalAI's supervisor worker on tokio + hyper.
 //!
 //! It reads LocalAI's flags and environment variables, evaluates the security posture before
 //! touching the network or the disk, refuses to start when authentication is required but not
-//! configured, and otherwise serves `/v1/files*`, `/v1/files-list/*`, `/v1/backend-logs*`,
-//! `/healthz` and `/readyz` until SIGINT or SIGTERM.
+//! configured, registers with the frontend (`LOCALAI_REGISTER_TO`), serves `/v1/files*`,
+//! `/v1/files-list/*`, `/v1/backend-logs*`, `/healthz` and `/readyz`, connects to NATS
+//! (`LOCALAI_NATS_URL`) and answers its node subjects, heartbeats, and on SIGINT or SIGTERM
+//! drains, deregisters and exits 0. Without `LOCALAI_REGISTER_TO` it serves files only.
 //!
 //! ```text
 //! LOCALAI_REGISTRATION_TOKEN=change-me LOCALAI_MODELS_PATH=/srv/models \
@@ -17,10 +19,10 @@ use std::time::Duration;
 use clap::Parser;
 use nodegate::config::{Config, FileContents, Host, Role, Vars};
 use nodegate::keys::Roots;
-use nodegate::posture::{LayerState, Posture};
 use nodegate::request::ServerPolicy;
-use nodegate::tokio_adapter::{Limits, LogStore, Server, ServerConfig};
-use tracing::{error, info, warn};
+use nodegate::tokio_adapter::member::{self, WorkerSetup};
+use nodegate::tokio_adapter::{Limits, LogStore, ServerConfig};
+use tracing::error;
 
 /// Exit code for invalid configuration values.
 const EXIT_CONFIG: u8 = 2;
@@ -228,60 +230,26 @@ fn main() -> ExitCode {
                 variable = problem.variable(),
                 "invalid configuration: {problem}"
             );
-            eprintln!("nodegate worker: invalid configuration: {problem}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-
-    // 2. Posture, before any port or directory is touched.
-    let posture = Posture::evaluate(&config);
-    match &posture {
-        Posture::Refused { error: refusal } => {
-            error!(
-                variable = refusal.variable(),
-                "refusing to start: {refusal}"
-            );
-            eprintln!("nodegate worker: refusing to start: {refusal}");
-            return ExitCode::from(EXIT_REFUSED);
-        }
-        Posture::Anonymous { warnings, .. } => {
-            // One prominent line: what is exposed, where, and which setting closes it.
-            let text: Vec<String> = warnings.iter().map(ToString::to_string).collect();
-            let fixes: Vec<&str> = warnings.iter().map(|w| w.fix).collect();
-            warn!(fix = ?fixes, "SECURITY WARNING: {}", text.join(" | "));
-        }
-        Posture::Protected { .. } => {}
-    }
-    let summary: Vec<String> = posture
-        .layers()
-        .iter()
-        .map(|layer| match &layer.state {
-            LayerState::Protected { by } => format!("{}: protected by {by}", layer.layer),
-            LayerState::Open { fix } => format!("{}: OPEN (set {fix})", layer.layer),
-            LayerState::NotConfigured => format!("{}: not configured", layer.layer),
-        })
-        .collect();
-    let mode = if matches!(posture, Posture::Protected { .. }) {
-        "protected"
-    } else {
-        "anonymous"
-    };
-    info!(posture = mode, "security posture: {}", summary.join("; "));
-
+    // 2. From here the core's startup machine decides: it evaluates the posture first and
+    //    asks to exit (refusal) before it asks for the file server, so nothing is bound or
+    //    created for a refused start.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("nodegate worker: cannot start the async runtime: {error}");
+            error!("cannot start the async runtime: {error}");
             return ExitCode::from(EXIT_REFUSED);
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, host))
 }
 
-async fn run(config: Config) -> ExitCode {
+async fn run(config: Config, host: Host) -> ExitCode {
     // A file-size limit (RLIMIT_FSIZE) must fail the upload with EFBIG, not kill the worker:
     // listening for SIGXFSZ replaces its default action for the life of the process.
     let _file_size_signal =
@@ -297,30 +265,7 @@ async fn run(config: Config) -> ExitCode {
     ) {
         Ok(roots) => roots,
         Err(error) => {
-            eprintln!("nodegate worker: cannot resolve LOCALAI_MODELS_PATH: {error}");
-            return ExitCode::from(EXIT_REFUSED);
-        }
-    };
-    if config.registration.register_to.is_none() {
-        info!("running standalone (LOCALAI_REGISTER_TO is not set): file transfer only");
-    } else {
-        warn!(
-            "LOCALAI_REGISTER_TO is set, but this build does not register with a frontend yet: \
-             serving file transfer only; register the worker's http_address by other means"
-        );
-    }
-
-    let bind = worker.http_bind();
-    let listener = match tokio::net::TcpListener::bind(&bind).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            error!(
-                addr = bind,
-                "starting HTTP file transfer server failed: {error}"
-            );
-            eprintln!(
-                "nodegate worker: starting HTTP file transfer server: listen {bind}: {error}"
-            );
+            error!("cannot resolve LOCALAI_MODELS_PATH: {error}");
             return ExitCode::from(EXIT_REFUSED);
         }
     };
@@ -330,35 +275,20 @@ async fn run(config: Config) -> ExitCode {
         max_connections: worker.max_connections,
         shutdown_grace: Duration::from_secs(5),
     };
-    let server_config = ServerConfig {
-        policy: ServerPolicy {
-            auth: config.auth_policy(),
-            max_upload: worker.max_upload_size,
+    let setup = WorkerSetup {
+        server: ServerConfig {
+            policy: ServerPolicy {
+                auth: config.auth_policy(),
+                max_upload: worker.max_upload_size,
+            },
+            roots,
+            limits,
+            logs: LogStore::new(),
+            readiness: None,
         },
-        roots: roots.clone(),
-        limits,
-        logs: LogStore::new(),
-        readiness: None,
+        bind: worker.http_bind(),
     };
-    let server = match Server::new(server_config, listener) {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("nodegate worker: {error}");
-            return ExitCode::from(EXIT_REFUSED);
-        }
-    };
-    let addr = server
-        .local_addr()
-        .map_or_else(|_| bind.clone(), |a| a.to_string());
-    info!(
-        addr,
-        models = %roots.models.display(),
-        staging = %roots.staging.display(),
-        data = %roots.data.display(),
-        "HTTP file transfer server started"
-    );
-    server.serve(shutdown_signal()).await;
-    ExitCode::SUCCESS
+    ExitCode::from(member::run_worker(config, host, setup).await)
 }
 
 /// Makes the three roots absolute (relative to the current directory) and lexically clean.
@@ -392,20 +322,6 @@ fn hostname() -> Option<String> {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received: shutting down"),
-        () = async {
-            match term.as_mut() {
-                Some(term) => { term.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => info!("SIGTERM received: shutting down"),
-    }
 }
 
 fn init_logging(format: &str) {

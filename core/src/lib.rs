@@ -11,6 +11,11 @@
 //! - [`range`]: `Range` resolution of downloads (206 / 416);
 //! - [`logs`]: backend log ring buffers and their JSON frames;
 //! - [`request`]: classification of request heads into commands, auth first;
+//! - [`registration`]: the bodies of `/api/node/*` and the meaning of the frontend's answers;
+//! - [`startup`]: the life of a worker or agent worker as a state machine (register, serve,
+//!   connect NATS, heartbeat, refresh credentials, drain, deregister);
+//! - [`jwt`]: NATS JWT claims, encoded through a caller's signer, decoded without verifying;
+//! - [`node_files`]: the worker's NATS file-staging requests and replies;
 //! - [`response`]: every response described as data.
 //!
 //! ## What this crate does not do
@@ -26,6 +31,7 @@ pub mod config;
 pub mod jwt;
 pub mod keys;
 pub mod logs;
+pub mod node_files;
 pub mod posture;
 pub mod range;
 pub mod registration;

@@ -12,12 +12,18 @@
 //! - resumable uploads appended to a hidden partial file, published on completion;
 //! - one writer per key, bounded memory per transfer, header and body-idle timeouts, and a cap
 //!   on concurrent connections.
+//!
+//! The [`member`] module makes the process a cluster member: it drives the core's startup
+//! machine (registration with the frontend, NATS through async-nats, heartbeats, drain and
+//! deregistration) for the supervisor worker ([`member::run_worker`]) and the agent worker
+//! ([`member::start_agent`]).
 
 #![deny(missing_docs)]
 
 mod body;
 mod files;
 pub mod logs;
+pub mod member;
 pub mod server;
 pub mod store;
 

@@ -460,7 +460,11 @@ impl Startup {
 
     /// The live NATS connection reported something.
     pub fn handle_nats_event(&mut self, _now: Time, event: NatsEvent) {
-        if matches!(self.state, State::Done) || self.credential.is_none() {
+        // Events before the connection attempt reported back belong to that attempt.
+        if !matches!(
+            self.state,
+            State::Subscribing | State::Ready | State::Draining(_)
+        ) {
             return;
         }
         match event {
