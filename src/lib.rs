@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub use nodegate_core::{auth, config, keys, logs, posture, range, request, response, upload};
+pub use nodegate_core::{auth, config, jwt, keys, logs, posture, range, request, response, upload};
 
 #[cfg(feature = "tokio")]
 pub use nodegate_tokio as tokio_adapter;
