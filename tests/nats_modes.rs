@@ -25,15 +25,22 @@
 //! "<subject>"'` (or `… for Publish to "<subject>"`), which arrives through `event_callback` as
 //! `Event::ServerError(ServerError::Other(text))`, `text` being exactly
 //! `Permissions Violation for Subscription to "nodes.n2.>"` (no surrounding quotes, case
-//! preserved). `flush()` after `subscribe()` forces the round trip: when it returns (`Ok`), the
-//! event has been emitted. The connection stays up.
+//! preserved). The connection stays up.
+//!
+//! **`Client::flush()` is not a round trip** in async-nats 0.51: it resolves once the bytes are
+//! written to the socket, without PING/PONG (nats.go's `Flush` does PING). To "confirm" a
+//! subscription as LocalAI does, follow it with a real round trip — `common::nats::round_trip` sends a
+//! request to a fresh inbox and waits for the server's "no responders" status
+//! (`RequestErrorKind::NoResponders`); by then the server has processed the SUB and sent any
+//! violation. The event callback runs on its own task, so the event may land a moment after the
+//! round trip returns: wait for it with a short timeout.
 
 mod common;
 
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerError};
-use common::nats::{Auth, NatsServer, Operator, Tls, unix_now, user_nkey};
+use common::nats::{Auth, NatsServer, Operator, Tls, round_trip, unix_now, user_nkey};
 use nodegate::jwt::{self, NodeType, Permissions};
 use tokio::sync::mpsc;
 
@@ -78,10 +85,7 @@ fn expect_error(
 
 async fn expect_connected(result: Result<async_nats::Client, async_nats::ConnectError>) {
     let client = result.unwrap_or_else(|e| panic!("should connect: {e} ({:?})", e.kind()));
-    client
-        .flush()
-        .await
-        .expect("round trip on a live connection");
+    round_trip(&client).await;
 }
 
 /// A JWT user: signs the server nonce with `seed`.
@@ -344,7 +348,7 @@ async fn user_signed_by_an_unknown_account_is_a_violation() {
 // -- Permissions (NA-12 and spec §5.5) -----------------------------------------------------
 
 #[tokio::test]
-async fn na12_forbidden_subscription_is_reported_after_flush() {
+async fn na12_forbidden_subscription_is_reported_after_a_round_trip() {
     bounded(async {
         let operator = Operator::new();
         let server = NatsServer::start(&operator.auth());
@@ -355,13 +359,13 @@ async fn na12_forbidden_subscription_is_reported_after_flush() {
             .subscribe("nodes.n1.>")
             .await
             .expect("subscribe is not refused locally");
-        client.flush().await.expect("flush round trip");
+        round_trip(&client).await;
         assert_eq!(
             next_error(&mut errors).await.as_deref(),
             Some(r#"Permissions Violation for Subscription to "nodes.n1.>""#)
         );
         // The connection survives the violation.
-        client.flush().await.expect("still connected");
+        round_trip(&client).await;
     })
     .await;
 }
@@ -387,16 +391,16 @@ async fn backend_worker_jwt_is_confined_to_its_own_node_subjects() {
             .await
             .expect("frontend connects");
         let mut seen = frontend.subscribe("nodes.>").await.expect("subscribe");
-        frontend.flush().await.expect("flush");
+        round_trip(&frontend).await;
 
         // Allowed: its own subscription and its own files subjects.
         let mut own = worker.subscribe("nodes.n1.>").await.expect("subscribe");
-        worker.flush().await.expect("flush");
+        round_trip(&worker).await;
         worker
             .publish("nodes.n1.files.x", "ok".into())
             .await
             .expect("publish");
-        worker.flush().await.expect("flush");
+        round_trip(&worker).await;
         let got = tokio::time::timeout(
             Duration::from_secs(3),
             futures_util::StreamExt::next(&mut seen),
@@ -409,7 +413,7 @@ async fn backend_worker_jwt_is_confined_to_its_own_node_subjects() {
             .publish("nodes.n1.backend.list", "{}".into())
             .await
             .expect("publish");
-        frontend.flush().await.expect("flush");
+        round_trip(&frontend).await;
         let got = tokio::time::timeout(
             Duration::from_secs(3),
             futures_util::StreamExt::next(&mut own),
@@ -425,13 +429,13 @@ async fn backend_worker_jwt_is_confined_to_its_own_node_subjects() {
             .publish("nodes.n2.files.x", "no".into())
             .await
             .expect("publish is not refused locally");
-        worker.flush().await.expect("flush");
+        round_trip(&worker).await;
         assert_eq!(
             next_error(&mut errors).await.as_deref(),
             Some(r#"Permissions Violation for Publish to "nodes.n2.files.x""#)
         );
         let _other = worker.subscribe("nodes.n2.>").await.expect("subscribe");
-        worker.flush().await.expect("flush");
+        round_trip(&worker).await;
         assert_eq!(
             next_error(&mut errors).await.as_deref(),
             Some(r#"Permissions Violation for Subscription to "nodes.n2.>""#)
@@ -441,7 +445,7 @@ async fn backend_worker_jwt_is_confined_to_its_own_node_subjects() {
             .publish("nodes.n1.backend.install", "no".into())
             .await
             .expect("publish");
-        worker.flush().await.expect("flush");
+        round_trip(&worker).await;
         assert_eq!(
             next_error(&mut errors).await.as_deref(),
             Some(r#"Permissions Violation for Publish to "nodes.n1.backend.install""#)

@@ -551,3 +551,18 @@ pub fn creds_text(jwt: &str, seed: &str) -> String {
          *************************************************************\n"
     )
 }
+
+/// A real round trip with the server: a request to a fresh inbox nobody listens on, answered by
+/// the server's "no responders" status. When it returns, the server has processed every
+/// operation this client sent before it (SUB, PUB), so any `Permissions Violation` for them has
+/// been sent back. `Client::flush` is **not** enough: in async-nats 0.51 it only flushes the
+/// socket, it does not PING (unlike nats.go's `Flush`). The user needs publish and subscribe
+/// permission on `_INBOX.>` (every minted worker has it).
+pub async fn round_trip(client: &async_nats::Client) {
+    let subject = format!("{}.roundtrip", client.new_inbox());
+    match client.request(subject, bytes::Bytes::new()).await {
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+        Err(e) => panic!("round trip: expected `no responders`, got {e}"),
+        Ok(_) => panic!("round trip: nobody should answer on a fresh inbox"),
+    }
+}
