@@ -546,7 +546,8 @@ impl OperatorClaims {
 }
 
 /// Decodes a JWT's header and claims **without verifying the signature** (the signature segment
-/// must still be valid base64url, possibly empty). Never panics.
+/// must still be valid base64url, possibly empty). Surrounding whitespace is ignored. Never
+/// panics.
 pub fn decode_unverified(jwt: &str) -> Result<DecodedClaims, JwtError> {
     let mut segments = jwt.trim().split('.');
     let (Some(header), Some(payload), Some(signature), None) = (
