@@ -11,7 +11,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub use nodegate_core::{auth, config, keys, logs, posture, range, request, response, upload};
+pub use nodegate_core::{
+    auth, config, jwt, keys, logs, node_files, posture, range, registration, request, response,
+    startup, upload,
+};
 
 #[cfg(feature = "tokio")]
 pub use nodegate_tokio as tokio_adapter;

@@ -6,6 +6,8 @@
 //! - [`config`]: typed configuration of the three roles, parsed from (name, value) pairs;
 //! - [`posture`]: one evaluation per role — protected, anonymous (with loud warnings) or refused;
 //! - [`auth`]: bearer-token checks with digests compared in constant time;
+//! - [`jwt`]: NATS JWTs as data — worker permissions, minting through a caller's signer,
+//!   unverified decoding of expiries;
 //! - [`keys`]: percent-decoding, validation and routing of file keys to safe relative paths;
 //! - [`upload`]: `Content-Range` and hash headers, and the resumable-upload planner;
 //! - [`range`]: `Range` resolution of downloads (206 / 416);
@@ -14,7 +16,6 @@
 //! - [`registration`]: the bodies of `/api/node/*` and the meaning of the frontend's answers;
 //! - [`startup`]: the life of a worker or agent worker as a state machine (register, serve,
 //!   connect NATS, heartbeat, refresh credentials, drain, deregister);
-//! - [`jwt`]: NATS JWT claims, encoded through a caller's signer, decoded without verifying;
 //! - [`node_files`]: the worker's NATS file-staging requests and replies;
 //! - [`response`]: every response described as data.
 //!

@@ -171,11 +171,26 @@ fn classify(error: &async_nats::ConnectError) -> NatsConnectError {
             NatsConnectError::AuthorizationViolation(text)
         }
         ConnectErrorKind::Tls => NatsConnectError::Tls(text),
+        // rustls handshake failures reach async-nats as I/O errors: tell them by their text.
+        ConnectErrorKind::Io if is_tls_failure(&text) => NatsConnectError::Tls(text),
         ConnectErrorKind::TimedOut | ConnectErrorKind::Io | ConnectErrorKind::Dns => {
             NatsConnectError::Unreachable(text)
         }
         _ => NatsConnectError::Other(text),
     }
+}
+
+fn is_tls_failure(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "corrupt message",
+        "fatal alert",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
 }
 
 /// Subscribes to every subject, flushes, and reports a permission violation quoting one of
@@ -196,11 +211,16 @@ pub(crate) async fn subscribe_all(
         .map_err(|e| format!("subscribing to {}: {e}", subscription.subject))?;
         out.push((subscription.clone(), subscriber));
     }
-    match tokio::time::timeout(CONFIRM_TIMEOUT, client.flush()).await {
-        Ok(Ok(())) => {}
+    // async-nats' `flush` only writes the socket; a request to a fresh inbox is a real round
+    // trip (the server answers "no responders" after it has processed every SUB before it).
+    let probe = format!("{}.confirm", client.new_inbox());
+    match tokio::time::timeout(CONFIRM_TIMEOUT, client.request(probe, bytes::Bytes::new())).await {
+        Ok(Err(error)) if error.kind() == async_nats::RequestErrorKind::NoResponders => {}
+        Ok(Ok(_)) => {}
         Ok(Err(error)) => return Err(format!("confirming subscriptions: {error}")),
         Err(_) => return Err("confirming subscriptions: no answer from the server".into()),
     }
+    // Event callbacks run on their own task: give a violation a moment to arrive.
     tokio::time::sleep(CONFIRM_SETTLE).await;
     while let Ok(text) = seen.try_recv() {
         let lower = text.to_ascii_lowercase();
