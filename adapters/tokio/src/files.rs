@@ -270,6 +270,7 @@ impl Files {
                 offset,
                 len,
                 write_target,
+                write_total,
                 completes: _,
             } => {
                 let guard = guard.expect("resumable uploads always hold the key lock");
@@ -284,6 +285,7 @@ impl Files {
                         offset,
                         len,
                         write_target,
+                        write_total,
                     },
                     guard,
                 )
@@ -362,9 +364,14 @@ impl Files {
             let partial = target.partial();
             let target_sidecar = target.target_sidecar();
             let write_target = step.write_target;
+            let total_sidecar = upload::total_sidecar(target);
+            let write_total = step.write_total;
             blocking(move || {
                 if let Some(hash) = write_target {
                     dir.write_atomic(&target_sidecar, hash.to_hex().as_bytes())?;
+                }
+                if let Some(total) = write_total {
+                    dir.write_atomic(&total_sidecar, total.to_string().as_bytes())?;
                 }
                 dir.open_append(&partial)
             })
@@ -467,6 +474,7 @@ struct AppendStep {
     offset: u64,
     len: u64,
     write_target: Option<Sha256>,
+    write_total: Option<u64>,
 }
 
 /// Publishes verified bytes under the key's name: the old sidecar goes first, then the rename,
@@ -485,6 +493,7 @@ async fn publish(
     let sidecar = target.sidecar();
     let target_sidecar = target.target_sidecar();
     let partial = target.partial();
+    let total_sidecar = upload::total_sidecar(target);
     blocking(move || {
         if let EntryInfo::Directory = dir.stat(&rel)? {
             return Err(StoreError::IsADirectory);
@@ -497,6 +506,7 @@ async fn publish(
         if supersede_partial {
             dir.remove_file(&partial)?;
         }
+        dir.remove_file(&total_sidecar)?;
         dir.remove_file(&target_sidecar)?;
         Ok(())
     })
@@ -513,10 +523,12 @@ async fn discard_state(
     }
     let dir = dir.clone();
     let partial = target.partial();
+    let total_sidecar = upload::total_sidecar(target);
     let target_sidecar = target.target_sidecar();
     blocking(move || {
         if discard.partial {
             dir.remove_file(&partial)?;
+            dir.remove_file(&total_sidecar)?;
         }
         if discard.target {
             dir.remove_file(&target_sidecar)?;
@@ -532,6 +544,7 @@ async fn read_state(dir: &Arc<RootDir>, target: &Target) -> Result<FileState, St
     let sidecar = target.sidecar();
     let partial = target.partial();
     let target_sidecar = target.target_sidecar();
+    let total_sidecar = upload::total_sidecar(target);
     blocking(move || {
         let entry = match dir.stat(&rel)? {
             EntryInfo::Missing => Entry::Missing,
@@ -553,11 +566,17 @@ async fn read_state(dir: &Arc<RootDir>, target: &Target) -> Result<FileState, St
             Err(StoreError::TooLarge) => Some(Vec::new()),
             Err(error) => return Err(error),
         };
+        let total = match dir.read_small(&total_sidecar, SIDECAR_MAX) {
+            Ok(found) => found.map(|(content, _)| content),
+            Err(StoreError::TooLarge) => Some(Vec::new()),
+            Err(error) => return Err(error),
+        };
         Ok(FileState {
             entry,
             sidecar,
             partial,
             target,
+            total,
         })
     })
     .await

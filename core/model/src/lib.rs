@@ -26,7 +26,7 @@ use nodegate_core::response::Reply;
 use nodegate_core::upload::{
     AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, Sha256, Sidecar, UploadPlan,
     UploadRequest, X_CONTENT_SHA256, X_FILE_SIZE, X_TARGET_SHA256, after_append, answer_head,
-    finish_full, finish_range, plan_upload, short_body, too_large, upload_ok,
+    finish_full, finish_range, plan_upload, short_body, too_large, total_sidecar, upload_ok,
 };
 
 /// The key every sequence uploads to.
@@ -136,6 +136,9 @@ pub struct Model {
     pub complete: Option<Vec<u8>>,
     /// The bytes of the upload in progress and the hash it is meant to reach, if any.
     pub partial: Option<(Vec<u8>, Option<Sha256>)>,
+    /// The `Content-Range` total the upload in progress declared (D18); `Some` exactly while
+    /// `partial` is.
+    pub partial_total: Option<u64>,
 }
 
 impl Model {
@@ -146,6 +149,7 @@ impl Model {
             limit,
             complete: None,
             partial: None,
+            partial_total: None,
         }
     }
 
@@ -241,6 +245,7 @@ impl Model {
             _ => {
                 self.complete = Some(body.to_vec());
                 self.partial = None;
+                self.partial_total = None;
                 Expect::Status(200)
             }
         }
@@ -274,16 +279,20 @@ impl Model {
             && target.is_none_or(|t| t == h)
         {
             self.partial = None;
+            self.partial_total = None;
             return Expect::Status(200);
         }
         let mut kept = self.partial.take();
-        // CR-16/CR-17: a restart keeps the partial only for the same declared hash, and only
-        // while it can still be resumed (it is shorter than the whole file).
+        let mut kept_total = self.partial_total.take();
+        // CR-16/CR-17: a restart keeps the partial only for the same declared hash and total
+        // (D18), and only while it can still be resumed (it is shorter than the whole file).
         let resumable = kept
             .as_ref()
             .is_some_and(|(bytes, _)| (bytes.len() as u64) < total);
-        if start == 0 && kept.is_some() && !(hash.is_some() && hash == target && resumable) {
+        let same = hash.is_some() && hash == target && kept_total.is_none_or(|t| t == total);
+        if start == 0 && kept.is_some() && !(same && resumable) {
             kept = None;
+            kept_total = None;
         }
         // CR-13: a hash change, or no hash where one was declared.
         if start > 0 && kept.is_some() {
@@ -291,17 +300,25 @@ impl Model {
                 (Some(h), Some(t)) if h != t => return Expect::Status(409),
                 (None, Some(_)) => {
                     self.partial = kept;
+                    self.partial_total = kept_total;
                     return Expect::Status(409);
                 }
                 _ => {}
+            }
+            // D18: another total is another file; the partial is discarded.
+            if kept_total.is_some_and(|t| t != total) {
+                return Expect::Status(409);
             }
         }
         // CR-04, INV-2.
         let current = kept.as_ref().map_or(0, |(bytes, _)| bytes.len() as u64);
         if start != current {
             self.partial = kept;
+            self.partial_total = kept_total;
             return Expect::Status(416);
         }
+        // From here on the partial (kept or new) records this request's total.
+        self.partial_total = Some(total);
         let (mut bytes, old_target) = kept.unwrap_or_default();
         let target = hash.or(old_target);
         let n = body.len().min(span as usize);
@@ -326,6 +343,7 @@ impl Model {
             return Expect::Status(308);
         }
         if hash.is_some_and(|h| h != Sha256::of(&bytes)) {
+            self.partial_total = None;
             return Expect::Status(400);
         }
         match fault {
@@ -335,10 +353,12 @@ impl Model {
             }
             Fault::Crash(CrashPoint::AfterRename | CrashPoint::AfterSidecar) => {
                 self.complete = Some(bytes);
+                self.partial_total = None;
                 Expect::NoReply
             }
             _ => {
                 self.complete = Some(bytes);
+                self.partial_total = None;
                 Expect::Status(200)
             }
         }
@@ -436,6 +456,9 @@ impl Disk {
             target: self
                 .content(&self.target.target_sidecar())
                 .map(<[u8]>::to_vec),
+            total: self
+                .content(&total_sidecar(&self.target))
+                .map(<[u8]>::to_vec),
         }
     }
 
@@ -467,6 +490,7 @@ impl Disk {
     fn discard(&mut self, discard: Discard) {
         if discard.partial {
             self.remove(&self.target.partial());
+            self.remove(&total_sidecar(&self.target));
         }
         if discard.target {
             self.remove(&self.target.target_sidecar());
@@ -513,6 +537,7 @@ impl Disk {
             return Err(Crashed);
         }
         self.remove(&self.target.partial());
+        self.remove(&total_sidecar(&self.target));
         self.remove(&self.target.target_sidecar());
         Ok(())
     }
@@ -576,12 +601,16 @@ impl Disk {
                 offset,
                 len,
                 write_target,
+                write_total,
                 completes,
             } => {
                 self.discard(discard);
                 let partial = self.target.partial();
                 if let Some(target) = write_target {
                     self.write(&self.target.target_sidecar(), target.to_hex().into_bytes());
+                }
+                if let Some(total) = write_total {
+                    self.write(&total_sidecar(&self.target), total.to_string().into_bytes());
                 }
                 if !self.files.contains_key(&partial) {
                     self.write(&partial, Vec::new());
@@ -833,12 +862,20 @@ impl Disk {
             .content(&self.target.partial())
             .map(|bytes| (bytes.to_vec(), self.state().target_hash()));
         assert_eq!(partial, model.partial, "INV-3: partial file and target");
+        if model.partial.is_some() {
+            assert_eq!(
+                self.state().partial_total(),
+                model.partial_total,
+                "D18: the partial records its declared total"
+            );
+        }
         // INV-4: nothing but the key's own names remains, and the hidden ones are no keys.
         let names = [
             self.rel(),
             self.target.sidecar(),
             self.target.target_sidecar(),
             self.target.partial(),
+            total_sidecar(&self.target),
         ];
         for name in self.files.keys() {
             assert!(names.contains(name), "INV-4: stray {name}");
