@@ -437,24 +437,45 @@ pub enum HeadAnswer {
         /// Its hash, from a trusted sidecar.
         sha256: Sha256,
     },
+    /// D19: a complete file with a new upload in progress beside it. `Content-Length` and
+    /// `X-Content-SHA256` describe the complete file (what `GET` serves, so a client holding
+    /// the same bytes skips its upload); `X-File-Size` and `X-Target-SHA256` describe the
+    /// partial (what a client reads to resume).
+    Replacing {
+        /// Size of the complete file.
+        size: u64,
+        /// Hash of the complete file, from a trusted sidecar.
+        sha256: Sha256,
+        /// Bytes of the new upload received so far.
+        partial: u64,
+        /// The declared hash of the new upload, if any.
+        target: Option<Sha256>,
+    },
 }
 
-/// INV-1: what `HEAD` answers. A partial in progress wins over a complete file (the client
-/// resumes from it); a complete file whose sidecar is untrusted gives [`HeadAnswer::NeedHash`].
+/// INV-1 and D19: what `HEAD` answers. A partial alone is [`HeadAnswer::Partial`] (200 for
+/// resume discovery, although `GET` answers 404: nothing is complete yet); a complete file is
+/// [`HeadAnswer::Complete`], or [`HeadAnswer::Replacing`] while a new upload is in progress
+/// beside it, so that `Content-Length` and `X-Content-SHA256` always describe what `GET` serves.
+/// A complete file whose sidecar is untrusted gives [`HeadAnswer::NeedHash`].
 #[must_use]
 pub fn answer_head(state: &FileState) -> HeadAnswer {
-    if let (Some(size), Entry::Missing | Entry::File { .. }) = (state.partial, state.entry) {
-        return HeadAnswer::Partial {
+    match (state.entry, state.partial) {
+        (Entry::Directory, _) => HeadAnswer::IsDirectory,
+        (Entry::Missing, None) => HeadAnswer::NotFound,
+        (Entry::Missing, Some(size)) => HeadAnswer::Partial {
             size,
             target: state.target_hash(),
-        };
-    }
-    match state.entry {
-        Entry::Directory => HeadAnswer::IsDirectory,
-        Entry::Missing => HeadAnswer::NotFound,
-        Entry::File { size, .. } => match state.complete_hash() {
-            Some(sha256) => HeadAnswer::Complete { size, sha256 },
-            None => HeadAnswer::NeedHash,
+        },
+        (Entry::File { size, .. }, partial) => match (state.complete_hash(), partial) {
+            (None, _) => HeadAnswer::NeedHash,
+            (Some(sha256), None) => HeadAnswer::Complete { size, sha256 },
+            (Some(sha256), Some(partial)) => HeadAnswer::Replacing {
+                size,
+                sha256,
+                partial,
+                target: state.target_hash(),
+            },
         },
     }
 }
@@ -466,6 +487,26 @@ impl HeadAnswer {
     #[must_use]
     pub fn reply(&self, local_path: &str) -> Reply {
         let (size, hash) = match *self {
+            Self::Replacing {
+                size,
+                sha256,
+                partial,
+                target,
+            } => {
+                let mut reply = Reply::empty(StatusCode::OK)
+                    .with_number(X_FILE_SIZE, partial)
+                    .with_number(CONTENT_LENGTH, size);
+                if let Ok(path) = HeaderValue::from_bytes(local_path.as_bytes()) {
+                    reply = reply.with_header(X_LOCAL_PATH, path);
+                }
+                reply = reply
+                    .with_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+                    .with_header(X_CONTENT_SHA256, hex_header(sha256));
+                if let Some(target) = target {
+                    reply = reply.with_header(X_TARGET_SHA256, hex_header(target));
+                }
+                return reply;
+            }
             Self::NotFound => return Reply::error(StatusCode::NOT_FOUND, "not found"),
             Self::IsDirectory => return Reply::error(StatusCode::BAD_REQUEST, "is a directory"),
             Self::NeedHash => {
@@ -1655,18 +1696,41 @@ mod tests {
         }
     }
 
+    /// D19: while a new upload is in progress over a complete copy, `Content-Length` and
+    /// `X-Content-SHA256` describe the complete file (what GET serves), `X-File-Size` and
+    /// `X-Target-SHA256` the partial.
     #[test]
-    fn head_prefers_the_partial_in_progress_over_the_complete_file() {
+    fn d19_head_over_a_complete_file_and_a_partial_describes_both() {
         let old = hash(b"old");
         let new = hash(b"new!");
         let state = with_partial(complete(3, old), 2, Some(new));
+        let answer = answer_head(&state);
         assert_eq!(
-            answer_head(&state),
-            HeadAnswer::Partial {
-                size: 2,
+            answer,
+            HeadAnswer::Replacing {
+                size: 3,
+                sha256: old,
+                partial: 2,
                 target: Some(new)
             }
         );
+        let reply = answer.reply(PATH);
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(header(&reply, &CONTENT_LENGTH), Some("3"));
+        assert_eq!(
+            header(&reply, &X_CONTENT_SHA256),
+            Some(old.to_hex().as_str())
+        );
+        assert_eq!(header(&reply, &X_FILE_SIZE), Some("2"));
+        assert_eq!(
+            header(&reply, &X_TARGET_SHA256),
+            Some(new.to_hex().as_str())
+        );
+        assert_eq!(header(&reply, &X_LOCAL_PATH), Some(PATH));
+        // The complete file's hash must be trusted first.
+        let mut untrusted = state.clone();
+        untrusted.sidecar = None;
+        assert_eq!(answer_head(&untrusted), HeadAnswer::NeedHash);
     }
 
     #[test]

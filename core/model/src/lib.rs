@@ -195,7 +195,14 @@ impl Model {
             return HeadAnswer::IsDirectory;
         }
         match (&self.partial, &self.complete) {
-            (Some((bytes, target)), _) => HeadAnswer::Partial {
+            // D19: the complete file (what GET serves) and the partial (what a client resumes).
+            (Some((bytes, target)), Some(complete)) => HeadAnswer::Replacing {
+                size: complete.len() as u64,
+                sha256: Sha256::of(complete),
+                partial: bytes.len() as u64,
+                target: *target,
+            },
+            (Some((bytes, target)), None) => HeadAnswer::Partial {
                 size: bytes.len() as u64,
                 target: *target,
             },
@@ -904,14 +911,16 @@ fn header_value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).expect("ASCII")
 }
 
-/// INV-1: `X-Content-SHA256` exactly for a complete file, `X-Target-SHA256` exactly for a
-/// partial with a target; `X-File-Size` is the size on disk.
+/// INV-1 and D19: `X-Content-SHA256` and `Content-Length` exactly for a complete file (what GET
+/// serves), `X-Target-SHA256` exactly for a partial with a target; `X-File-Size` is the size of
+/// the partial when there is one, else of the complete file.
 fn check_head_headers(answer: &HeadAnswer, reply: &Reply) {
     let text = |name| {
         reply
             .header(name)
             .map(|v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
+    let length = text(&CONTENT_LENGTH);
     let (content, target, size) = (
         text(&X_CONTENT_SHA256),
         text(&X_TARGET_SHA256),
@@ -920,8 +929,20 @@ fn check_head_headers(answer: &HeadAnswer, reply: &Reply) {
     match answer {
         HeadAnswer::Complete { size: n, sha256 } => {
             assert_eq!(content, Some(sha256.to_hex()));
+            assert_eq!(length, Some(n.to_string()));
             assert_eq!(target, None);
             assert_eq!(size, Some(n.to_string()));
+        }
+        HeadAnswer::Replacing {
+            size: n,
+            sha256,
+            partial,
+            target: t,
+        } => {
+            assert_eq!(content, Some(sha256.to_hex()), "D19: what GET serves");
+            assert_eq!(length, Some(n.to_string()), "D19: what GET serves");
+            assert_eq!(target, t.map(|t| t.to_hex()));
+            assert_eq!(size, Some(partial.to_string()), "D19: the partial");
         }
         HeadAnswer::Partial { size: n, target: t } => {
             assert_eq!(content, None, "INV-1: a partial never has X-Content-SHA256");
