@@ -329,6 +329,7 @@ async fn run(config: Config) -> ExitCode {
         body_idle_timeout: worker.body_idle_timeout,
         max_connections: worker.max_connections,
         shutdown_grace: Duration::from_secs(5),
+        ..Limits::default()
     };
     let server_config = ServerConfig {
         policy: ServerPolicy {

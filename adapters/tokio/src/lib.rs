@@ -17,6 +17,7 @@
 
 mod body;
 mod files;
+mod linger;
 pub mod logs;
 pub mod server;
 pub mod store;
