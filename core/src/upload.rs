@@ -984,6 +984,29 @@ pub fn finish_range(req: &UploadRequest, actual: Sha256) -> Finish {
     verify(req.expected, actual, Discard::IN_PROGRESS)
 }
 
+/// Why appending to a partial ran out of room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// The filesystem is full or the quota is reached (`ENOSPC`, `EDQUOT`): every write of the
+    /// root fails until space is freed.
+    DiskFull,
+    /// The file reached a per-file size limit (`EFBIG`, `RLIMIT_FSIZE`): other writes still work.
+    FileTooLarge,
+}
+
+/// What to delete after appending to a partial failed for lack of room (answered 507). A full
+/// disk discards the partial and its target: the partial is what filled the disk, and kept it
+/// would make every later write of the root fail too, across restarts, until someone found it;
+/// its client restarts from byte 0 once space is freed (HEAD shows no partial). A per-file size
+/// limit keeps it (HR-D02): the disk has room, and the upload resumes once the limit is raised.
+#[must_use]
+pub fn after_append_failed(no_room: NoRoom) -> Discard {
+    match no_room {
+        NoRoom::DiskFull => Discard::IN_PROGRESS,
+        NoRoom::FileTooLarge => Discard::NOTHING,
+    }
+}
+
 /// 400 `short body: got <n> expected <len>`. Bytes already appended to a partial stay, so the
 /// client can resume from them.
 #[must_use]
@@ -2284,6 +2307,12 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_full_disk_discards_the_partial_a_file_size_limit_keeps_it() {
+        assert_eq!(after_append_failed(NoRoom::DiskFull), Discard::IN_PROGRESS);
+        assert!(after_append_failed(NoRoom::FileTooLarge).is_nothing());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
-    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, Sha256, Sidecar,
+    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, NoRoom, Sha256, Sidecar,
     UploadPlan, UploadRequest,
 };
 use sha2::Digest as _;
@@ -392,7 +392,26 @@ impl Files {
         let outcome = stream_body(body, file, Some(step.len), None, idle).await;
         let written = match outcome {
             Streamed::Done { written, .. } => written,
-            failed => return failed.reply(request),
+            failed => {
+                let no_room = match &failed {
+                    Streamed::Disk(StoreError::NoSpace) => Some(NoRoom::DiskFull),
+                    Streamed::Disk(StoreError::FileTooLarge) => Some(NoRoom::FileTooLarge),
+                    _ => None,
+                };
+                if let Some(no_room) = no_room {
+                    let discard = upload::after_append_failed(no_room);
+                    if !discard.is_nothing() {
+                        warn!(
+                            key = target.key().as_str().escape_debug().to_string(),
+                            "disk full while appending: the partial upload is discarded so the root recovers"
+                        );
+                    }
+                    if let Err(error) = discard_state(dir, target, discard).await {
+                        warn!(error = %error, "could not discard the partial upload");
+                    }
+                }
+                return failed.reply(request);
+            }
         };
         if written < step.len {
             return upload::short_body(written, step.len);
@@ -811,6 +830,10 @@ fn write_error(error: &StoreError) -> Reply {
         StoreError::NoSpace => Reply::error(
             StatusCode::INSUFFICIENT_STORAGE,
             "insufficient storage: the worker's disk is full",
+        ),
+        StoreError::FileTooLarge => Reply::error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient storage: the file reached the worker's file size limit",
         ),
         other => io_failure(other),
     }

@@ -24,9 +24,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use nodegate_core::keys::{Target, is_temp_name, parse_key, resolve_key};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
-    AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, Sha256, Sidecar, UploadPlan,
-    UploadRequest, X_CONTENT_SHA256, X_FILE_SIZE, X_TARGET_SHA256, after_append, answer_head,
-    finish_full, finish_range, plan_upload, short_body, too_large, total_sidecar, upload_ok,
+    AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, NoRoom, Sha256, Sidecar,
+    UploadPlan, UploadRequest, X_CONTENT_SHA256, X_FILE_SIZE, X_TARGET_SHA256, after_append,
+    after_append_failed, answer_head, finish_full, finish_range, plan_upload, short_body,
+    too_large, total_sidecar, upload_ok,
 };
 
 /// The key every sequence uploads to.
@@ -58,7 +59,8 @@ pub enum Fault {
     None,
     /// The process dies at this point.
     Crash(CrashPoint),
-    /// The disk is full after this many body bytes (ENOSPC, HR-D01/D02).
+    /// The disk is full after this many body bytes (ENOSPC, HR-D01; a range append then
+    /// discards its partial, issue 12).
     DiskFull(usize),
 }
 
@@ -330,14 +332,15 @@ impl Model {
         let target = hash.or(old_target);
         let n = body.len().min(span as usize);
         for (at, &b) in body.iter().take(n).enumerate() {
-            let stop = match fault {
-                Fault::DiskFull(k) if k == at => Some(Expect::Status(507)),
-                Fault::Crash(CrashPoint::MidBody(k)) if k == at => Some(Expect::NoReply),
-                _ => None,
-            };
-            if let Some(stop) = stop {
+            if fault == Fault::DiskFull(at) {
+                // Issue 12: a partial whose append found the disk full is discarded, so it
+                // cannot block every later write of the root.
+                self.partial_total = None;
+                return Expect::Status(507);
+            }
+            if fault == Fault::Crash(CrashPoint::MidBody(at)) {
                 self.partial = Some((bytes, target));
-                return stop;
+                return Expect::NoReply;
             }
             bytes.push(b);
         }
@@ -630,6 +633,7 @@ impl Disk {
                 let expected_len = usize::try_from(len).expect("small bodies");
                 for (at, &b) in body.iter().take(expected_len).enumerate() {
                     if fault == Fault::DiskFull(at) {
+                        self.discard(after_append_failed(NoRoom::DiskFull));
                         return Ok(disk_full());
                     }
                     if fault == Fault::Crash(CrashPoint::MidBody(at)) {
