@@ -274,6 +274,7 @@ async fn run(config: Config, host: Host) -> ExitCode {
         body_idle_timeout: worker.body_idle_timeout,
         max_connections: worker.max_connections,
         shutdown_grace: Duration::from_secs(5),
+        ..Limits::default()
     };
     let setup = WorkerSetup {
         server: ServerConfig {

@@ -10,6 +10,8 @@
 //! - `rel.sha256`: 64 lowercase hex of the complete file, no newline (LocalAI's name).
 //! - `rel.sha256.target`: the declared `X-Content-SHA256` of an in-progress resumable upload.
 //! - `<dir>/.<name>.partial`: the bytes received so far of a resumable upload (never a key).
+//! - `<dir>/.<name>.partial.total`: the `Content-Range` total the partial was begun with, in
+//!   decimal ([`total_sidecar`]); written before the partial is created, deleted with it (D18).
 //! - `<dir>/.<name>.<nonce>.tmp`: a full upload being streamed (deleted on failure and at start).
 //!
 //! A key may hold a complete file and an in-progress partial at the same time: the previous good
@@ -22,7 +24,8 @@
 //!    sidecar the old file);
 //! 3. rename the temp file or the partial over `rel`, then `fsync` the directory;
 //! 4. write `rel.sha256` with the new hash (after the rename, so it is never older than the file);
-//! 5. delete the partial (a full upload supersedes an in-progress one) and `rel.sha256.target`.
+//! 5. delete the partial (a full upload supersedes an in-progress one), its total sidecar and
+//!    `rel.sha256.target`.
 //!
 //! A crash between any two steps leaves the key absent, partial, or complete with a correct or
 //! missing sidecar; a missing sidecar makes `HEAD` rehash ([`HeadAnswer::NeedHash`]).
@@ -39,6 +42,9 @@
 //! - `X-Content-SHA256` must be 64 hex characters (CR-14); a full upload onto a directory is 400,
 //!   not 500; a range chunk without `X-Content-SHA256` cannot continue a partial that has a target
 //!   (409, nothing discarded): every completed range upload is verified against its target.
+//! - D18: the declared `Content-Range` total belongs to the partial: a chunk that declares
+//!   another total is 409 and the partial is discarded (like a changed hash), so two files of
+//!   different sizes are never published as one.
 
 use std::fmt;
 
@@ -47,6 +53,7 @@ use http::{HeaderMap, StatusCode};
 use sha2::Digest as _;
 use thiserror::Error;
 
+use crate::keys::Target;
 use crate::response::Reply;
 
 /// `X-Content-SHA256`: the SHA-256 of the complete file (request: declared; `HEAD`: stored).
@@ -353,6 +360,8 @@ pub struct FileState {
     pub partial: Option<u64>,
     /// Raw content of `rel.sha256.target`, if present.
     pub target: Option<Vec<u8>>,
+    /// Raw content of the partial's total sidecar ([`total_sidecar`]), if present.
+    pub total: Option<Vec<u8>>,
 }
 
 impl FileState {
@@ -374,7 +383,27 @@ impl FileState {
         self.partial?;
         Sha256::from_hex(trim_ascii(self.target.as_deref()?))
     }
+
+    /// The declared total of the in-progress upload (D18): the total sidecar, read only while a
+    /// partial exists and only if it holds one decimal number (whitespace trimmed). `None` for a
+    /// partial without one (begun by an older version, or an unreadable sidecar): such a partial
+    /// takes the total of the next chunk that continues it.
+    #[must_use]
+    pub fn partial_total(&self) -> Option<u64> {
+        self.partial?;
+        parse_decimal(trim_ascii(self.total.as_deref()?))
+    }
 }
+
+/// Relative path of the sidecar that records the declared total of a partial:
+/// `<dir>/.<name>.partial.total` (hidden like the partial, so never a key nor listed).
+#[must_use]
+pub fn total_sidecar(target: &Target) -> String {
+    format!("{}{TOTAL_SIDECAR_SUFFIX}", target.partial())
+}
+
+/// Suffix appended to the partial's name for its total sidecar.
+pub const TOTAL_SIDECAR_SUFFIX: &str = ".total";
 
 /// The answer to `HEAD /v1/files/{key}` for a file state (INV-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,24 +437,45 @@ pub enum HeadAnswer {
         /// Its hash, from a trusted sidecar.
         sha256: Sha256,
     },
+    /// D19: a complete file with a new upload in progress beside it. `Content-Length` and
+    /// `X-Content-SHA256` describe the complete file (what `GET` serves, so a client holding
+    /// the same bytes skips its upload); `X-File-Size` and `X-Target-SHA256` describe the
+    /// partial (what a client reads to resume).
+    Replacing {
+        /// Size of the complete file.
+        size: u64,
+        /// Hash of the complete file, from a trusted sidecar.
+        sha256: Sha256,
+        /// Bytes of the new upload received so far.
+        partial: u64,
+        /// The declared hash of the new upload, if any.
+        target: Option<Sha256>,
+    },
 }
 
-/// INV-1: what `HEAD` answers. A partial in progress wins over a complete file (the client
-/// resumes from it); a complete file whose sidecar is untrusted gives [`HeadAnswer::NeedHash`].
+/// INV-1 and D19: what `HEAD` answers. A partial alone is [`HeadAnswer::Partial`] (200 for
+/// resume discovery, although `GET` answers 404: nothing is complete yet); a complete file is
+/// [`HeadAnswer::Complete`], or [`HeadAnswer::Replacing`] while a new upload is in progress
+/// beside it, so that `Content-Length` and `X-Content-SHA256` always describe what `GET` serves.
+/// A complete file whose sidecar is untrusted gives [`HeadAnswer::NeedHash`].
 #[must_use]
 pub fn answer_head(state: &FileState) -> HeadAnswer {
-    if let (Some(size), Entry::Missing | Entry::File { .. }) = (state.partial, state.entry) {
-        return HeadAnswer::Partial {
+    match (state.entry, state.partial) {
+        (Entry::Directory, _) => HeadAnswer::IsDirectory,
+        (Entry::Missing, None) => HeadAnswer::NotFound,
+        (Entry::Missing, Some(size)) => HeadAnswer::Partial {
             size,
             target: state.target_hash(),
-        };
-    }
-    match state.entry {
-        Entry::Directory => HeadAnswer::IsDirectory,
-        Entry::Missing => HeadAnswer::NotFound,
-        Entry::File { size, .. } => match state.complete_hash() {
-            Some(sha256) => HeadAnswer::Complete { size, sha256 },
-            None => HeadAnswer::NeedHash,
+        },
+        (Entry::File { size, .. }, partial) => match (state.complete_hash(), partial) {
+            (None, _) => HeadAnswer::NeedHash,
+            (Some(sha256), None) => HeadAnswer::Complete { size, sha256 },
+            (Some(sha256), Some(partial)) => HeadAnswer::Replacing {
+                size,
+                sha256,
+                partial,
+                target: state.target_hash(),
+            },
         },
     }
 }
@@ -437,6 +487,26 @@ impl HeadAnswer {
     #[must_use]
     pub fn reply(&self, local_path: &str) -> Reply {
         let (size, hash) = match *self {
+            Self::Replacing {
+                size,
+                sha256,
+                partial,
+                target,
+            } => {
+                let mut reply = Reply::empty(StatusCode::OK)
+                    .with_number(X_FILE_SIZE, partial)
+                    .with_number(CONTENT_LENGTH, size);
+                if let Ok(path) = HeaderValue::from_bytes(local_path.as_bytes()) {
+                    reply = reply.with_header(X_LOCAL_PATH, path);
+                }
+                reply = reply
+                    .with_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+                    .with_header(X_CONTENT_SHA256, hex_header(sha256));
+                if let Some(target) = target {
+                    reply = reply.with_header(X_TARGET_SHA256, hex_header(target));
+                }
+                return reply;
+            }
             Self::NotFound => return Reply::error(StatusCode::NOT_FOUND, "not found"),
             Self::IsDirectory => return Reply::error(StatusCode::BAD_REQUEST, "is a directory"),
             Self::NeedHash => {
@@ -626,7 +696,7 @@ impl UploadRequest {
 /// file: it survives until a verified replacement is renamed over it (D3).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Discard {
-    /// Delete `<dir>/.<name>.partial`.
+    /// Delete `<dir>/.<name>.partial` and its total sidecar ([`total_sidecar`]).
     pub partial: bool,
     /// Delete `rel.sha256.target`.
     pub target: bool,
@@ -679,7 +749,8 @@ pub enum UploadPlan {
         max_len: Option<u64>,
     },
     /// A range upload: delete `discard`, write `rel.sha256.target` with `write_target` (lowercase
-    /// hex) if `Some`, open the partial for append (creating it), check that its size is `offset`,
+    /// hex) if `Some` and the total sidecar with `write_total` (decimal) if `Some`, both before
+    /// the partial, then open the partial for append (creating it), check that its size is `offset`,
     /// append exactly `len` bytes of the body (ignore any excess; a short body is [`short_body`],
     /// keeping what was appended), then call [`after_append`] with the new size.
     Append {
@@ -691,6 +762,9 @@ pub enum UploadPlan {
         len: u64,
         /// The target sidecar to write, if the request declared a hash.
         write_target: Option<Sha256>,
+        /// The total sidecar to write: the declared total, when the partial is new or does not
+        /// record it yet.
+        write_total: Option<u64>,
         /// Whether this chunk ends the file (`end + 1 == total`).
         completes: bool,
     },
@@ -704,12 +778,14 @@ pub enum UploadPlan {
 ///    - (a) D9: a declared hash, a complete file of size `total` whose trusted hash equals it, and
 ///      no partial with a different target → [`UploadPlan::AlreadyComplete`] (the partial and
 ///      target discarded); [`UploadPlan::NeedHash`] when the sidecar is untrusted.
-///    - (b) `start == 0` over a partial: kept only when the declared hash equals its target and
-///      the partial is shorter than `total` (else it could never be resumed), otherwise the
-///      partial and target are discarded and the current size is 0.
+///    - (b) `start == 0` over a partial: kept only when the declared hash equals its target,
+///      the declared total equals its recorded one (or it records none) and the partial is
+///      shorter than `total` (else it could never be resumed), otherwise the partial and target
+///      are discarded and the current size is 0.
 ///    - (c) `start > 0`, a declared hash different from the partial's target → 409, partial and
 ///      target discarded; `start > 0` without a declared hash over a partial that has a target →
-///      409, nothing discarded.
+///      409, nothing discarded; `start > 0` with a total other than the partial's recorded one
+///      → 409, partial and target discarded (D18: the bytes belong to a file of another size).
 ///    - (d) `start` ≠ current size → 416 with `Content-Range: bytes */<total>` and
 ///      `X-File-Size: <current>`, nothing changed (INV-2).
 ///    - (e) otherwise [`UploadPlan::Append`] at `start`; a fresh partial also discards a
@@ -760,7 +836,8 @@ pub fn plan_upload(req: &UploadRequest, state: &FileState) -> UploadPlan {
     // append and the publish): the client would then never resume, since it resumes only below
     // the full size, and would loop on 416. Such a partial is discarded and the upload restarts.
     if range.start == 0 && current.is_some() {
-        let same = matches!((req.expected, target), (Some(e), Some(t)) if e == t);
+        let same = matches!((req.expected, target), (Some(e), Some(t)) if e == t)
+            && state.partial_total().is_none_or(|t| t == range.total);
         let resumable = current.is_some_and(|size| size < range.total);
         if !(same && resumable) {
             discard = present;
@@ -787,6 +864,16 @@ pub fn plan_upload(req: &UploadRequest, state: &FileState) -> UploadPlan {
             }
             _ => {}
         }
+        // D18: the total is part of the partial's identity.
+        if let Some(old) = state.partial_total()
+            && old != range.total
+        {
+            let message = format!(
+                "Content-Range total mismatch with in-progress upload (was {old}, now {}); restart from byte 0",
+                range.total
+            );
+            return refuse(Reply::error(StatusCode::CONFLICT, &message), present);
+        }
     }
     // (d) offset.
     let size = current.unwrap_or(0);
@@ -804,11 +891,13 @@ pub fn plan_upload(req: &UploadRequest, state: &FileState) -> UploadPlan {
     if current.is_none() || (target.is_none() && req.expected.is_none()) {
         discard.target |= state.target.is_some();
     }
+    let write_total = (current.is_none() || state.partial_total().is_none()).then_some(range.total);
     UploadPlan::Append {
         discard,
         offset: range.start,
         len: range.len(),
         write_target: req.expected,
+        write_total,
         completes: range.completes(),
     }
 }
@@ -893,6 +982,29 @@ pub fn after_append(req: &UploadRequest, new_size: u64) -> AppendOutcome {
 #[must_use]
 pub fn finish_range(req: &UploadRequest, actual: Sha256) -> Finish {
     verify(req.expected, actual, Discard::IN_PROGRESS)
+}
+
+/// Why appending to a partial ran out of room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// The filesystem is full or the quota is reached (`ENOSPC`, `EDQUOT`): every write of the
+    /// root fails until space is freed.
+    DiskFull,
+    /// The file reached a per-file size limit (`EFBIG`, `RLIMIT_FSIZE`): other writes still work.
+    FileTooLarge,
+}
+
+/// What to delete after appending to a partial failed for lack of room (answered 507). A full
+/// disk discards the partial and its target: the partial is what filled the disk, and kept it
+/// would make every later write of the root fail too, across restarts, until someone found it;
+/// its client restarts from byte 0 once space is freed (HEAD shows no partial). A per-file size
+/// limit keeps it (HR-D02): the disk has room, and the upload resumes once the limit is raised.
+#[must_use]
+pub fn after_append_failed(no_room: NoRoom) -> Discard {
+    match no_room {
+        NoRoom::DiskFull => Discard::IN_PROGRESS,
+        NoRoom::FileTooLarge => Discard::NOTHING,
+    }
 }
 
 /// 400 `short body: got <n> expected <len>`. Bytes already appended to a partial stay, so the
@@ -1124,7 +1236,14 @@ mod tests {
             sidecar: None,
             partial: None,
             target: None,
+            total: None,
         }
+    }
+
+    /// `state` with its partial recording the declared total `total`.
+    fn with_total(mut state: FileState, total: u64) -> FileState {
+        state.total = Some(total.to_string().into_bytes());
+        state
     }
 
     fn directory() -> FileState {
@@ -1600,18 +1719,41 @@ mod tests {
         }
     }
 
+    /// D19: while a new upload is in progress over a complete copy, `Content-Length` and
+    /// `X-Content-SHA256` describe the complete file (what GET serves), `X-File-Size` and
+    /// `X-Target-SHA256` the partial.
     #[test]
-    fn head_prefers_the_partial_in_progress_over_the_complete_file() {
+    fn d19_head_over_a_complete_file_and_a_partial_describes_both() {
         let old = hash(b"old");
         let new = hash(b"new!");
         let state = with_partial(complete(3, old), 2, Some(new));
+        let answer = answer_head(&state);
         assert_eq!(
-            answer_head(&state),
-            HeadAnswer::Partial {
-                size: 2,
+            answer,
+            HeadAnswer::Replacing {
+                size: 3,
+                sha256: old,
+                partial: 2,
                 target: Some(new)
             }
         );
+        let reply = answer.reply(PATH);
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(header(&reply, &CONTENT_LENGTH), Some("3"));
+        assert_eq!(
+            header(&reply, &X_CONTENT_SHA256),
+            Some(old.to_hex().as_str())
+        );
+        assert_eq!(header(&reply, &X_FILE_SIZE), Some("2"));
+        assert_eq!(
+            header(&reply, &X_TARGET_SHA256),
+            Some(new.to_hex().as_str())
+        );
+        assert_eq!(header(&reply, &X_LOCAL_PATH), Some(PATH));
+        // The complete file's hash must be trusted first.
+        let mut untrusted = state.clone();
+        untrusted.sidecar = None;
+        assert_eq!(answer_head(&untrusted), HeadAnswer::NeedHash);
     }
 
     #[test]
@@ -1748,6 +1890,7 @@ mod tests {
                 offset: 0,
                 len: 100,
                 write_target: Some(sha),
+                write_total: Some(100),
                 completes: true
             }
         );
@@ -1788,6 +1931,7 @@ mod tests {
                 offset: 50,
                 len: 50,
                 write_target: Some(sha),
+                write_total: Some(100),
                 completes: true
             }
         );
@@ -1869,6 +2013,7 @@ mod tests {
                 offset: 0,
                 len: 10,
                 write_target: Some(new),
+                write_total: Some(10),
                 completes: true
             }
         );
@@ -1901,6 +2046,7 @@ mod tests {
                     offset: 0,
                     len: 10,
                     write_target: declared,
+                    write_total: Some(100),
                     completes: false
                 }
             );
@@ -1920,6 +2066,7 @@ mod tests {
                 offset: 0,
                 len: 100,
                 write_target: Some(sha),
+                write_total: Some(100),
                 completes: true
             }
         );
@@ -2002,6 +2149,7 @@ mod tests {
                 offset: 10,
                 len: 10,
                 write_target: None,
+                write_total: Some(20),
                 completes: true
             }
         );
@@ -2077,6 +2225,97 @@ mod tests {
     }
 
     #[test]
+    fn d18_a_chunk_with_another_total_is_409_and_discards_the_partial() {
+        // Without X-Content-SHA256, `bytes 0-4/10` then `bytes 5-11/12` used to publish a mix
+        // of two files (AAAAABBBBBBB).
+        let state = with_total(partial(5, None), 10);
+        let (reply, discard) = refused(plan_upload(&ranged(5, 11, 12, None), &state));
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        assert!(body(&reply).contains("was 10, now 12"), "{}", body(&reply));
+        assert!(
+            discard.partial,
+            "the partial of the other file is discarded"
+        );
+        // With a hash too: the total decides even when the hashes agree.
+        let sha = hash(b"whole");
+        let state = with_total(partial(5, Some(sha)), 10);
+        let (reply, discard) = refused(plan_upload(&ranged(5, 11, 12, Some(sha)), &state));
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        assert_eq!(discard, Discard::IN_PROGRESS);
+    }
+
+    #[test]
+    fn d18_the_same_total_continues_and_records_nothing_new() {
+        let state = with_total(partial(5, None), 10);
+        assert_eq!(
+            plan_upload(&ranged(5, 9, 10, None), &state),
+            UploadPlan::Append {
+                discard: Discard::NOTHING,
+                offset: 5,
+                len: 5,
+                write_target: None,
+                write_total: None,
+                completes: true
+            }
+        );
+    }
+
+    #[test]
+    fn d18_a_fresh_partial_records_its_total_and_a_legacy_one_adopts_the_next() {
+        assert!(matches!(
+            plan_upload(&ranged(0, 4, 10, None), &absent()),
+            UploadPlan::Append {
+                write_total: Some(10),
+                ..
+            }
+        ));
+        // A partial from before D18 (no total recorded) takes the total of the next chunk.
+        assert!(matches!(
+            plan_upload(&ranged(5, 9, 12, None), &partial(5, None)),
+            UploadPlan::Append {
+                offset: 5,
+                write_total: Some(12),
+                ..
+            }
+        ));
+        // A leftover total sidecar without a partial means nothing.
+        let leftover = with_total(absent(), 3);
+        assert_eq!(leftover.partial_total(), None);
+        assert!(matches!(
+            plan_upload(&ranged(0, 4, 10, None), &leftover),
+            UploadPlan::Append {
+                write_total: Some(10),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn d18_a_restart_with_the_same_hash_but_another_total_starts_over() {
+        let sha = hash(b"whole");
+        let state = with_total(partial(5, Some(sha)), 10);
+        // Same total: the partial is kept and 416 says where to resume.
+        let (reply, _) = refused(plan_upload(&ranged(0, 9, 10, Some(sha)), &state));
+        assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        // Another total: the partial cannot be this upload's; it restarts.
+        assert!(matches!(
+            plan_upload(&ranged(0, 11, 12, Some(sha)), &state),
+            UploadPlan::Append {
+                discard: Discard::IN_PROGRESS,
+                offset: 0,
+                write_total: Some(12),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_full_disk_discards_the_partial_a_file_size_limit_keeps_it() {
+        assert_eq!(after_append_failed(NoRoom::DiskFull), Discard::IN_PROGRESS);
+        assert!(after_append_failed(NoRoom::FileTooLarge).is_nothing());
+    }
+
+    #[test]
     fn short_body_keeps_the_bytes_and_says_how_many_arrived() {
         let reply = short_body(3, 10);
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
@@ -2103,12 +2342,17 @@ mod tests {
             hashes.prop_map(|h| h.to_hex().into_bytes()),
             Just(b"junk".to_vec()),
         ]);
-        (entry, sidecar, prop::option::of(0_u64..8), target).prop_map(
-            |(entry, sidecar, partial, target)| FileState {
+        let total = prop::option::of(prop_oneof![
+            (1_u64..9).prop_map(|t| t.to_string().into_bytes()),
+            Just(b"junk".to_vec()),
+        ]);
+        (entry, sidecar, prop::option::of(0_u64..8), target, total).prop_map(
+            |(entry, sidecar, partial, target, total)| FileState {
                 entry,
                 sidecar,
                 partial,
                 target,
+                total,
             },
         )
     }
@@ -2222,7 +2466,8 @@ mod tests {
         }
 
         /// plan_upload never loses acknowledged bytes: a partial is discarded only by a request
-        /// that restarts from byte 0, declares another hash (409), or finds the file complete.
+        /// that restarts from byte 0, declares another hash or another total (409), or finds the
+        /// file complete.
         #[test]
         fn plans_discard_a_partial_only_when_the_client_restarts(req in arbitrary_request(), state in arbitrary_state()) {
             let plan = plan_upload(&req, &state);
@@ -2230,13 +2475,15 @@ mod tests {
                 UploadPlan::Refuse { reply, discard } => {
                     if discard.partial {
                         prop_assert_eq!(reply.status, StatusCode::CONFLICT);
-                        prop_assert!(req.expected.is_some() && req.expected != state.target_hash());
+                        let other_hash = req.expected.is_some() && req.expected != state.target_hash();
+                        let other_total = state.partial_total().is_some_and(|t| Some(t) != req.range.map(|r| r.total));
+                        prop_assert!(other_hash || other_total);
                     }
                     if reply.status == StatusCode::RANGE_NOT_SATISFIABLE {
                         prop_assert!(discard.is_nothing(), "INV-2: 416 changes nothing");
                     }
                 }
-                UploadPlan::Append { discard, offset, len, .. } => {
+                UploadPlan::Append { discard, offset, len, write_total, .. } => {
                     let range = req.range.unwrap();
                     prop_assert_eq!((*offset, *len), (range.start, range.len()));
                     if discard.partial {
@@ -2244,6 +2491,14 @@ mod tests {
                     } else {
                         prop_assert_eq!(*offset, state.partial.unwrap_or(0));
                     }
+                    // D18: a partial is only ever continued by a chunk of its own total, and
+                    // afterwards records the total it is continued with.
+                    if !discard.partial && state.partial.is_some() {
+                        prop_assert!(state.partial_total().is_none_or(|t| t == range.total));
+                    }
+                    prop_assert!(write_total.is_none_or(|t| t == range.total));
+                    let recorded = if discard.partial || state.partial.is_none() { None } else { state.partial_total() };
+                    prop_assert_eq!(write_total.or(recorded), Some(range.total));
                 }
                 UploadPlan::AlreadyComplete { .. } => {
                     prop_assert!(req.expected.is_some());

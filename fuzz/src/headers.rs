@@ -182,6 +182,7 @@ pub fn sha256_header(data: &[u8]) {
         sidecar: None,
         partial,
         target: Some(data.to_vec()),
+        total: None,
     };
     let expected_target = is_hex.then(|| Sha256::from_hex(trimmed).expect("64 hex digits"));
     assert_eq!(state(Some(3)).target_hash(), expected_target);

@@ -584,6 +584,33 @@ fn plan_upload() -> Rows {
     };
     let row = |name: &str, input: Input| (name.to_owned(), input.bytes());
     vec![
+        // D18: without a hash, `bytes 0-4/10` then `bytes 5-11/12` published a mix of two
+        // files; the second chunk is 409 now and the partial is discarded.
+        row(
+            "D18-total-changes-mid-resume",
+            new()
+                .range(
+                    &Content::Fresh(b"AAAAAAAAAA"),
+                    Start::Zero,
+                    Some(4),
+                    Hash::None,
+                    exact,
+                    true,
+                    false,
+                    ok,
+                )
+                .range(
+                    &Content::Fresh(b"BBBBBBBBBBBB"),
+                    Start::Resume,
+                    None,
+                    Hash::None,
+                    exact,
+                    true,
+                    false,
+                    ok,
+                )
+                .head(),
+        ),
         row(
             "CR-01-whole-file",
             new()

@@ -67,16 +67,21 @@ pub fn plan_upload(data: &[u8]) {
     // contents it used, once the faults are gone. The one exception: a misbehaving client can
     // claim a partial begun without a hash for this content's hash (a chunk at start > 0 that
     // declares it). The honest client then resumes bytes that are not its own, and the final hash
-    // check refuses them with 400 and discards the partial. Only then may the first call fail,
-    // and the next must succeed: no state may make a client fail twice.
+    // check refuses them with 400 and discards the partial; or it resumes a partial that records
+    // another total (D18), which is 409 and discards the partial too. Only then may the first
+    // call fail, and the next must succeed: no state may make a client fail twice.
     for content in &sources {
         if directory || limit.is_some_and(|l| content.len() as u64 > l) {
             continue;
         }
-        let claimed = disk.state().target_hash() == Some(Sha256::of(content))
-            && disk
+        let state = disk.state();
+        let claimed = state.target_hash() == Some(Sha256::of(content))
+            && (disk
                 .partial()
-                .is_some_and(|bytes| !content.starts_with(bytes));
+                .is_some_and(|bytes| !content.starts_with(bytes))
+                || state
+                    .partial_total()
+                    .is_some_and(|total| total != content.len() as u64));
         let mut fresh = disk.clone();
         if let Err(first) = fresh.client_upload(content) {
             assert!(

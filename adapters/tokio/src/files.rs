@@ -23,7 +23,7 @@ use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
-    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, Sha256, Sidecar,
+    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, NoRoom, Sha256, Sidecar,
     UploadPlan, UploadRequest,
 };
 use sha2::Digest as _;
@@ -270,6 +270,7 @@ impl Files {
                 offset,
                 len,
                 write_target,
+                write_total,
                 completes: _,
             } => {
                 let guard = guard.expect("resumable uploads always hold the key lock");
@@ -284,6 +285,7 @@ impl Files {
                         offset,
                         len,
                         write_target,
+                        write_total,
                     },
                     guard,
                 )
@@ -362,9 +364,14 @@ impl Files {
             let partial = target.partial();
             let target_sidecar = target.target_sidecar();
             let write_target = step.write_target;
+            let total_sidecar = upload::total_sidecar(target);
+            let write_total = step.write_total;
             blocking(move || {
                 if let Some(hash) = write_target {
                     dir.write_atomic(&target_sidecar, hash.to_hex().as_bytes())?;
+                }
+                if let Some(total) = write_total {
+                    dir.write_atomic(&total_sidecar, total.to_string().as_bytes())?;
                 }
                 dir.open_append(&partial)
             })
@@ -385,7 +392,26 @@ impl Files {
         let outcome = stream_body(body, file, Some(step.len), None, idle).await;
         let written = match outcome {
             Streamed::Done { written, .. } => written,
-            failed => return failed.reply(request),
+            failed => {
+                let no_room = match &failed {
+                    Streamed::Disk(StoreError::NoSpace) => Some(NoRoom::DiskFull),
+                    Streamed::Disk(StoreError::FileTooLarge) => Some(NoRoom::FileTooLarge),
+                    _ => None,
+                };
+                if let Some(no_room) = no_room {
+                    let discard = upload::after_append_failed(no_room);
+                    if !discard.is_nothing() {
+                        warn!(
+                            key = target.key().as_str().escape_debug().to_string(),
+                            "disk full while appending: the partial upload is discarded so the root recovers"
+                        );
+                    }
+                    if let Err(error) = discard_state(dir, target, discard).await {
+                        warn!(error = %error, "could not discard the partial upload");
+                    }
+                }
+                return failed.reply(request);
+            }
         };
         if written < step.len {
             return upload::short_body(written, step.len);
@@ -467,6 +493,7 @@ struct AppendStep {
     offset: u64,
     len: u64,
     write_target: Option<Sha256>,
+    write_total: Option<u64>,
 }
 
 /// Publishes verified bytes under the key's name: the old sidecar goes first, then the rename,
@@ -485,6 +512,7 @@ async fn publish(
     let sidecar = target.sidecar();
     let target_sidecar = target.target_sidecar();
     let partial = target.partial();
+    let total_sidecar = upload::total_sidecar(target);
     blocking(move || {
         if let EntryInfo::Directory = dir.stat(&rel)? {
             return Err(StoreError::IsADirectory);
@@ -497,6 +525,7 @@ async fn publish(
         if supersede_partial {
             dir.remove_file(&partial)?;
         }
+        dir.remove_file(&total_sidecar)?;
         dir.remove_file(&target_sidecar)?;
         Ok(())
     })
@@ -513,10 +542,12 @@ async fn discard_state(
     }
     let dir = dir.clone();
     let partial = target.partial();
+    let total_sidecar = upload::total_sidecar(target);
     let target_sidecar = target.target_sidecar();
     blocking(move || {
         if discard.partial {
             dir.remove_file(&partial)?;
+            dir.remove_file(&total_sidecar)?;
         }
         if discard.target {
             dir.remove_file(&target_sidecar)?;
@@ -532,6 +563,7 @@ async fn read_state(dir: &Arc<RootDir>, target: &Target) -> Result<FileState, St
     let sidecar = target.sidecar();
     let partial = target.partial();
     let target_sidecar = target.target_sidecar();
+    let total_sidecar = upload::total_sidecar(target);
     blocking(move || {
         let entry = match dir.stat(&rel)? {
             EntryInfo::Missing => Entry::Missing,
@@ -553,11 +585,17 @@ async fn read_state(dir: &Arc<RootDir>, target: &Target) -> Result<FileState, St
             Err(StoreError::TooLarge) => Some(Vec::new()),
             Err(error) => return Err(error),
         };
+        let total = match dir.read_small(&total_sidecar, SIDECAR_MAX) {
+            Ok(found) => found.map(|(content, _)| content),
+            Err(StoreError::TooLarge) => Some(Vec::new()),
+            Err(error) => return Err(error),
+        };
         Ok(FileState {
             entry,
             sidecar,
             partial,
             target,
+            total,
         })
     })
     .await
@@ -792,6 +830,10 @@ fn write_error(error: &StoreError) -> Reply {
         StoreError::NoSpace => Reply::error(
             StatusCode::INSUFFICIENT_STORAGE,
             "insufficient storage: the worker's disk is full",
+        ),
+        StoreError::FileTooLarge => Reply::error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient storage: the file reached the worker's file size limit",
         ),
         other => io_failure(other),
     }

@@ -22,6 +22,7 @@
 
 mod body;
 mod files;
+mod linger;
 pub mod logs;
 pub mod member;
 pub mod server;

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::body::ResponseBody;
 use crate::files::Files;
+use crate::linger::{Linger, Lingering};
 use crate::logs::LogStore;
 
 /// A readiness probe: `Ok` when the worker can take work, else the reason.
@@ -37,6 +38,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time given to in-flight requests at shutdown.
     pub shutdown_grace: Duration,
+    /// After an answer sent before the request body was read (401, 413, 400, 409...), how long
+    /// the connection keeps reading and discarding the body after shutting down its write side,
+    /// so the client hears the answer instead of a reset (Go's server waits 500 ms too).
+    pub early_answer_linger: Duration,
+    /// Most body bytes read and discarded during that time.
+    pub early_answer_drain: u64,
 }
 
 impl Default for Limits {
@@ -46,6 +53,8 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             shutdown_grace: Duration::from_secs(5),
+            early_answer_linger: Duration::from_millis(500),
+            early_answer_drain: 16 * 1024 * 1024,
         }
     }
 }
@@ -169,6 +178,10 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let shared = shared.clone();
             let header_timeout = shared.limits.header_read_timeout;
+            let linger = Linger {
+                time: shared.limits.early_answer_linger,
+                bytes: shared.limits.early_answer_drain,
+            };
             let mut stop_rx = stop_rx.clone();
             connections.spawn(async move {
                 let _permit = permit;
@@ -186,7 +199,7 @@ impl Server {
                     .max_header_size(64 * 1024)
                     .max_buf_size(64 * 1024);
                 let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(TokioIo::new(Lingering::new(stream, linger)), service)
                     .with_upgrades();
                 tokio::pin!(connection);
                 tokio::select! {
@@ -215,6 +228,26 @@ impl Server {
 }
 
 async fn handle(
+    shared: &Shared,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<ResponseBody> {
+    use hyper::body::Body as _;
+    // An error answered while the body may be unread ends the connection: say so, and the
+    // lingering close makes sure the client hears it ("Early answers are heard").
+    let body_pending = !request.body().is_end_stream();
+    let mut response = dispatch(shared, request, remote).await;
+    if body_pending && (response.status().is_client_error() || response.status().is_server_error())
+    {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+async fn dispatch(
     shared: &Shared,
     request: Request<Incoming>,
     remote: SocketAddr,

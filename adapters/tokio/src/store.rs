@@ -85,8 +85,10 @@ pub enum StoreError {
     NotAFile,
     /// An entry already exists where a new one was to be created exclusively (`EEXIST`).
     AlreadyExists,
-    /// Out of space: `ENOSPC`, `EDQUOT` (quota) or `EFBIG` (file size limit).
+    /// Out of space: `ENOSPC` or `EDQUOT` (quota).
     NoSpace,
+    /// The file reached a size limit (`EFBIG`, for example `RLIMIT_FSIZE`).
+    FileTooLarge,
     /// A component of the path is longer than the filesystem allows (`ENAMETOOLONG`).
     NameTooLong,
     /// [`RootDir::read_small`] found more bytes than its limit.
@@ -106,6 +108,7 @@ impl StoreError {
             StoreError::NotAFile => "not_a_file",
             StoreError::AlreadyExists => "already_exists",
             StoreError::NoSpace => "no_space",
+            StoreError::FileTooLarge => "file_too_large",
             StoreError::NameTooLong => "name_too_long",
             StoreError::TooLarge => "too_large",
             StoreError::Io(_) => "io",
@@ -132,6 +135,9 @@ impl fmt::Display for StoreError {
             StoreError::NoSpace => f.write_str(
                 "no space left for the file (disk full, quota or file size limit reached); \
                  free space or raise the limit",
+            ),
+            StoreError::FileTooLarge => f.write_str(
+                "the file reached the size limit of the process or filesystem; raise the limit",
             ),
             StoreError::NameTooLong => {
                 f.write_str("a name in the path is too long for the filesystem; use shorter names")
@@ -175,7 +181,8 @@ impl From<io::Error> for StoreError {
             Some(libc::EISDIR) => StoreError::IsADirectory,
             Some(libc::ENOTDIR) => StoreError::NotADirectory,
             Some(libc::EEXIST) => StoreError::AlreadyExists,
-            Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => StoreError::NoSpace,
+            Some(libc::ENOSPC | libc::EDQUOT) => StoreError::NoSpace,
+            Some(libc::EFBIG) => StoreError::FileTooLarge,
             Some(libc::ENAMETOOLONG) => StoreError::NameTooLong,
             // `open` of a FIFO without a reader (non-blocking) or of a socket.
             Some(libc::ENXIO) => StoreError::NotAFile,
@@ -1385,7 +1392,7 @@ mod tests {
             (libc::EEXIST, "already_exists"),
             (libc::ENOSPC, "no_space"),
             (libc::EDQUOT, "no_space"),
-            (libc::EFBIG, "no_space"),
+            (libc::EFBIG, "file_too_large"),
             (libc::ENAMETOOLONG, "name_too_long"),
             (libc::ENXIO, "not_a_file"),
             (libc::EACCES, "io"),

@@ -24,9 +24,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use nodegate_core::keys::{Target, is_temp_name, parse_key, resolve_key};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
-    AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, Sha256, Sidecar, UploadPlan,
-    UploadRequest, X_CONTENT_SHA256, X_FILE_SIZE, X_TARGET_SHA256, after_append, answer_head,
-    finish_full, finish_range, plan_upload, short_body, too_large, upload_ok,
+    AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, NoRoom, Sha256, Sidecar,
+    UploadPlan, UploadRequest, X_CONTENT_SHA256, X_FILE_SIZE, X_TARGET_SHA256, after_append,
+    after_append_failed, answer_head, finish_full, finish_range, plan_upload, short_body,
+    too_large, total_sidecar, upload_ok,
 };
 
 /// The key every sequence uploads to.
@@ -58,7 +59,8 @@ pub enum Fault {
     None,
     /// The process dies at this point.
     Crash(CrashPoint),
-    /// The disk is full after this many body bytes (ENOSPC, HR-D01/D02).
+    /// The disk is full after this many body bytes (ENOSPC, HR-D01; a range append then
+    /// discards its partial, issue 12).
     DiskFull(usize),
 }
 
@@ -136,6 +138,9 @@ pub struct Model {
     pub complete: Option<Vec<u8>>,
     /// The bytes of the upload in progress and the hash it is meant to reach, if any.
     pub partial: Option<(Vec<u8>, Option<Sha256>)>,
+    /// The `Content-Range` total the upload in progress declared (D18); `Some` exactly while
+    /// `partial` is.
+    pub partial_total: Option<u64>,
 }
 
 impl Model {
@@ -146,6 +151,7 @@ impl Model {
             limit,
             complete: None,
             partial: None,
+            partial_total: None,
         }
     }
 
@@ -191,7 +197,14 @@ impl Model {
             return HeadAnswer::IsDirectory;
         }
         match (&self.partial, &self.complete) {
-            (Some((bytes, target)), _) => HeadAnswer::Partial {
+            // D19: the complete file (what GET serves) and the partial (what a client resumes).
+            (Some((bytes, target)), Some(complete)) => HeadAnswer::Replacing {
+                size: complete.len() as u64,
+                sha256: Sha256::of(complete),
+                partial: bytes.len() as u64,
+                target: *target,
+            },
+            (Some((bytes, target)), None) => HeadAnswer::Partial {
                 size: bytes.len() as u64,
                 target: *target,
             },
@@ -241,6 +254,7 @@ impl Model {
             _ => {
                 self.complete = Some(body.to_vec());
                 self.partial = None;
+                self.partial_total = None;
                 Expect::Status(200)
             }
         }
@@ -274,16 +288,20 @@ impl Model {
             && target.is_none_or(|t| t == h)
         {
             self.partial = None;
+            self.partial_total = None;
             return Expect::Status(200);
         }
         let mut kept = self.partial.take();
-        // CR-16/CR-17: a restart keeps the partial only for the same declared hash, and only
-        // while it can still be resumed (it is shorter than the whole file).
+        let mut kept_total = self.partial_total.take();
+        // CR-16/CR-17: a restart keeps the partial only for the same declared hash and total
+        // (D18), and only while it can still be resumed (it is shorter than the whole file).
         let resumable = kept
             .as_ref()
             .is_some_and(|(bytes, _)| (bytes.len() as u64) < total);
-        if start == 0 && kept.is_some() && !(hash.is_some() && hash == target && resumable) {
+        let same = hash.is_some() && hash == target && kept_total.is_none_or(|t| t == total);
+        if start == 0 && kept.is_some() && !(same && resumable) {
             kept = None;
+            kept_total = None;
         }
         // CR-13: a hash change, or no hash where one was declared.
         if start > 0 && kept.is_some() {
@@ -291,29 +309,38 @@ impl Model {
                 (Some(h), Some(t)) if h != t => return Expect::Status(409),
                 (None, Some(_)) => {
                     self.partial = kept;
+                    self.partial_total = kept_total;
                     return Expect::Status(409);
                 }
                 _ => {}
+            }
+            // D18: another total is another file; the partial is discarded.
+            if kept_total.is_some_and(|t| t != total) {
+                return Expect::Status(409);
             }
         }
         // CR-04, INV-2.
         let current = kept.as_ref().map_or(0, |(bytes, _)| bytes.len() as u64);
         if start != current {
             self.partial = kept;
+            self.partial_total = kept_total;
             return Expect::Status(416);
         }
+        // From here on the partial (kept or new) records this request's total.
+        self.partial_total = Some(total);
         let (mut bytes, old_target) = kept.unwrap_or_default();
         let target = hash.or(old_target);
         let n = body.len().min(span as usize);
         for (at, &b) in body.iter().take(n).enumerate() {
-            let stop = match fault {
-                Fault::DiskFull(k) if k == at => Some(Expect::Status(507)),
-                Fault::Crash(CrashPoint::MidBody(k)) if k == at => Some(Expect::NoReply),
-                _ => None,
-            };
-            if let Some(stop) = stop {
+            if fault == Fault::DiskFull(at) {
+                // Issue 12: a partial whose append found the disk full is discarded, so it
+                // cannot block every later write of the root.
+                self.partial_total = None;
+                return Expect::Status(507);
+            }
+            if fault == Fault::Crash(CrashPoint::MidBody(at)) {
                 self.partial = Some((bytes, target));
-                return stop;
+                return Expect::NoReply;
             }
             bytes.push(b);
         }
@@ -326,6 +353,7 @@ impl Model {
             return Expect::Status(308);
         }
         if hash.is_some_and(|h| h != Sha256::of(&bytes)) {
+            self.partial_total = None;
             return Expect::Status(400);
         }
         match fault {
@@ -335,10 +363,12 @@ impl Model {
             }
             Fault::Crash(CrashPoint::AfterRename | CrashPoint::AfterSidecar) => {
                 self.complete = Some(bytes);
+                self.partial_total = None;
                 Expect::NoReply
             }
             _ => {
                 self.complete = Some(bytes);
+                self.partial_total = None;
                 Expect::Status(200)
             }
         }
@@ -436,6 +466,9 @@ impl Disk {
             target: self
                 .content(&self.target.target_sidecar())
                 .map(<[u8]>::to_vec),
+            total: self
+                .content(&total_sidecar(&self.target))
+                .map(<[u8]>::to_vec),
         }
     }
 
@@ -467,6 +500,7 @@ impl Disk {
     fn discard(&mut self, discard: Discard) {
         if discard.partial {
             self.remove(&self.target.partial());
+            self.remove(&total_sidecar(&self.target));
         }
         if discard.target {
             self.remove(&self.target.target_sidecar());
@@ -513,6 +547,7 @@ impl Disk {
             return Err(Crashed);
         }
         self.remove(&self.target.partial());
+        self.remove(&total_sidecar(&self.target));
         self.remove(&self.target.target_sidecar());
         Ok(())
     }
@@ -576,12 +611,16 @@ impl Disk {
                 offset,
                 len,
                 write_target,
+                write_total,
                 completes,
             } => {
                 self.discard(discard);
                 let partial = self.target.partial();
                 if let Some(target) = write_target {
                     self.write(&self.target.target_sidecar(), target.to_hex().into_bytes());
+                }
+                if let Some(total) = write_total {
+                    self.write(&total_sidecar(&self.target), total.to_string().into_bytes());
                 }
                 if !self.files.contains_key(&partial) {
                     self.write(&partial, Vec::new());
@@ -594,6 +633,7 @@ impl Disk {
                 let expected_len = usize::try_from(len).expect("small bodies");
                 for (at, &b) in body.iter().take(expected_len).enumerate() {
                     if fault == Fault::DiskFull(at) {
+                        self.discard(after_append_failed(NoRoom::DiskFull));
                         return Ok(disk_full());
                     }
                     if fault == Fault::Crash(CrashPoint::MidBody(at)) {
@@ -833,12 +873,20 @@ impl Disk {
             .content(&self.target.partial())
             .map(|bytes| (bytes.to_vec(), self.state().target_hash()));
         assert_eq!(partial, model.partial, "INV-3: partial file and target");
+        if model.partial.is_some() {
+            assert_eq!(
+                self.state().partial_total(),
+                model.partial_total,
+                "D18: the partial records its declared total"
+            );
+        }
         // INV-4: nothing but the key's own names remains, and the hidden ones are no keys.
         let names = [
             self.rel(),
             self.target.sidecar(),
             self.target.target_sidecar(),
             self.target.partial(),
+            total_sidecar(&self.target),
         ];
         for name in self.files.keys() {
             assert!(names.contains(name), "INV-4: stray {name}");
@@ -867,14 +915,16 @@ fn header_value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).expect("ASCII")
 }
 
-/// INV-1: `X-Content-SHA256` exactly for a complete file, `X-Target-SHA256` exactly for a
-/// partial with a target; `X-File-Size` is the size on disk.
+/// INV-1 and D19: `X-Content-SHA256` and `Content-Length` exactly for a complete file (what GET
+/// serves), `X-Target-SHA256` exactly for a partial with a target; `X-File-Size` is the size of
+/// the partial when there is one, else of the complete file.
 fn check_head_headers(answer: &HeadAnswer, reply: &Reply) {
     let text = |name| {
         reply
             .header(name)
             .map(|v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
+    let length = text(&CONTENT_LENGTH);
     let (content, target, size) = (
         text(&X_CONTENT_SHA256),
         text(&X_TARGET_SHA256),
@@ -883,8 +933,20 @@ fn check_head_headers(answer: &HeadAnswer, reply: &Reply) {
     match answer {
         HeadAnswer::Complete { size: n, sha256 } => {
             assert_eq!(content, Some(sha256.to_hex()));
+            assert_eq!(length, Some(n.to_string()));
             assert_eq!(target, None);
             assert_eq!(size, Some(n.to_string()));
+        }
+        HeadAnswer::Replacing {
+            size: n,
+            sha256,
+            partial,
+            target: t,
+        } => {
+            assert_eq!(content, Some(sha256.to_hex()), "D19: what GET serves");
+            assert_eq!(length, Some(n.to_string()), "D19: what GET serves");
+            assert_eq!(target, t.map(|t| t.to_hex()));
+            assert_eq!(size, Some(partial.to_string()), "D19: the partial");
         }
         HeadAnswer::Partial { size: n, target: t } => {
             assert_eq!(content, None, "INV-1: a partial never has X-Content-SHA256");
