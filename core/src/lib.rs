@@ -17,6 +17,7 @@
 //! - [`startup`]: the life of a worker or agent worker as a state machine (register, serve,
 //!   connect NATS, heartbeat, refresh credentials, drain, deregister);
 //! - [`node_files`]: the worker's NATS file-staging requests and replies;
+//! - [`nodes`]: the frontend's node registry and its `/api/node/*` routes;
 //! - [`response`]: every response described as data.
 //!
 //! ## What this crate does not do
@@ -33,6 +34,7 @@ pub mod jwt;
 pub mod keys;
 pub mod logs;
 pub mod node_files;
+pub mod nodes;
 pub mod posture;
 pub mod range;
 pub mod registration;
