@@ -82,6 +82,7 @@
 mod io;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -90,10 +91,11 @@ pub use io::{
     CredentialSource, Effect, Handler, HttpResult, Level, NatsConnectError, NatsCredential,
     NatsEvent, NatsServerInfo, StopReason, Subscription, Time,
 };
+pub use verdict::{NatsVerdict, frontend_credential, judge_connection};
 
 use crate::config::{
-    Config, DISTRIBUTED_REQUIRE_AUTH, Host, NATS_REQUIRE_AUTH, NATS_TLS_CA, NATS_URL,
-    NatsCredentials, REGISTER_TO, REGISTRATION_TOKEN, Role,
+    Config, DISTRIBUTED_REQUIRE_AUTH, Host, NATS_REQUIRE_AUTH, NATS_URL, NatsCredentials,
+    REGISTER_TO, REGISTRATION_TOKEN, Role,
 };
 use crate::jwt;
 use crate::posture::{LayerState, Posture};
@@ -357,74 +359,23 @@ impl Startup {
             return;
         };
         let credential = self.credential.clone().unwrap_or(NatsCredential::Anonymous);
-        match result {
-            Ok(info) => {
-                if !info.auth_required && self.plan.nats_required {
-                    if self.plan.umbrella {
-                        return self.exit(
-                            1,
-                            format!(
-                                "NATS auth is required ({DISTRIBUTED_REQUIRE_AUTH} is set) but the \
-                                 NATS server at {NATS_URL} accepts anonymous clients — anyone on \
-                                 the bus could command this node; enable authorization on the \
-                                 server (refusing to start)"
-                            ),
-                        );
-                    }
-                    self.log(
-                        Level::Warn,
-                        format!(
-                            "SECURITY WARNING: NATS auth is required ({NATS_REQUIRE_AUTH} is set) \
-                             but the NATS server at {NATS_URL} accepts anonymous clients — anyone \
-                             on the bus can command this node; enable authorization on the server"
-                        ),
-                    );
+        match judge_connection(
+            self.plan.nats_required,
+            self.plan.umbrella,
+            &credential,
+            &result,
+        ) {
+            NatsVerdict::Connected(logs) => {
+                for (level, message) in logs {
+                    self.log(level, message);
                 }
-                let layer = if info.auth_required && !credential.is_anonymous() {
-                    format!(
-                        "NATS bus: protected (connected with {}; the server requires \
-                         authentication)",
-                        credential.describe()
-                    )
-                } else if info.auth_required {
-                    "NATS bus: connected without credentials to a server that requires none \
-                     for this user"
-                        .to_owned()
-                } else {
-                    format!(
-                        "NATS bus: OPEN (connected with {}; the server accepts anonymous \
-                         clients)",
-                        credential.describe()
-                    )
-                };
-                let level = if info.auth_required {
-                    Level::Info
-                } else {
-                    Level::Warn
-                };
-                self.log(level, layer);
                 self.nats_up = true;
                 self.state = State::Subscribing;
                 let subscriptions = self.subscriptions();
                 self.out.push_back(Effect::Subscribe { subscriptions });
             }
-            Err(NatsConnectError::AuthorizationViolation(detail)) => self.exit(
-                1,
-                format!(
-                    "connecting to NATS: the server rejected {} (authorization violation: \
-                     {detail}); check {}",
-                    credential.describe(),
-                    credential.variable()
-                ),
-            ),
-            Err(NatsConnectError::Tls(detail)) => self.exit(
-                1,
-                format!(
-                    "connecting to NATS: TLS failed ({detail}); check {NATS_URL} and \
-                     {NATS_TLS_CA} / LOCALAI_NATS_TLS_CERT / LOCALAI_NATS_TLS_KEY"
-                ),
-            ),
-            Err(NatsConnectError::Unreachable(detail) | NatsConnectError::Other(detail)) => {
+            NatsVerdict::Fatal(reason) => self.exit(1, reason),
+            NatsVerdict::Retry(detail) => {
                 let delay = backoff(attempts);
                 self.log(
                     Level::Warn,
