@@ -12,8 +12,8 @@
 #![deny(missing_docs)]
 
 pub use nodegate_core::{
-    auth, config, jwt, keys, logs, node_files, posture, range, registration, request, response,
-    startup, upload,
+    auth, config, jwt, keys, logs, node_files, nodes, posture, range, registration, request,
+    response, startup, upload,
 };
 
 #[cfg(feature = "tokio")]

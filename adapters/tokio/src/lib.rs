@@ -22,6 +22,7 @@
 
 mod body;
 mod files;
+pub mod frontend;
 mod linger;
 pub mod logs;
 pub mod member;

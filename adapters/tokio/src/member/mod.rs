@@ -415,6 +415,22 @@ impl Driver {
     }
 }
 
+/// Connects to NATS once (shared with the frontend).
+pub(crate) use nats::connect as nats_connect;
+
+/// Logs a report of a connection the frontend holds.
+pub(crate) fn log_report(report: &Report) {
+    match report {
+        Report::Event(event) => info!("NATS: {event:?}"),
+        Report::Stop(_) => {}
+    }
+}
+
+/// Waits for a signal, or forever when it could not be installed.
+pub(crate) async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    recv(signal).await
+}
+
 async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match signal {
         Some(signal) => signal.recv().await,
