@@ -26,7 +26,8 @@ pub struct NkeyMinter {
     ttl: Duration,
 }
 
-struct KeySigner<'a>(&'a nkeys::KeyPair);
+/// An nkeys key pair as the core's JWT signer.
+pub struct KeySigner<'a>(pub &'a nkeys::KeyPair);
 
 impl Signer for KeySigner<'_> {
     fn public_key(&self) -> String {

@@ -5,6 +5,7 @@
 //! returns, and runs the timers.
 
 mod mint;
+pub mod setup;
 pub mod store;
 
 use std::convert::Infallible;
@@ -29,7 +30,7 @@ use nodegate_core::startup::{self, Level, NatsVerdict};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-pub use mint::{MintError, NkeyMinter};
+pub use mint::{KeySigner, MintError, NkeyMinter};
 use store::RegistryStore;
 
 /// Largest request body read by the frontend.
