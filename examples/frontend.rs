@@ -21,6 +21,7 @@ use std::time::Duration;
 use nodegate::auth::{AuthPolicy, Token, TokenSet};
 use nodegate::config::{Config, FileContents, Host, Role, Vars, known_variables, parse_duration};
 use nodegate::nodes::api::FrontendPolicy;
+use nodegate::posture::Posture;
 use nodegate::tokio_adapter::frontend::store::{MemoryStore, RegistryStore, SqliteStore};
 use nodegate::tokio_adapter::frontend::{self, FrontendSetup};
 use tracing::error;
@@ -102,6 +103,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // A refused start touches nothing on disk: opening the SQLite store creates its file, so
+    // the posture is judged first (`run_frontend` judges it again and reports the rest).
+    if let Some(refusal) = Posture::evaluate(&config).refusal() {
+        error!(
+            variable = refusal.variable(),
+            "refusing to start: {refusal}"
+        );
+        return ExitCode::from(1);
+    }
     let registry = env("NODEGATE_REGISTRY").unwrap_or_else(|| "nodegate-frontend.sqlite".into());
     let store: Arc<dyn RegistryStore> = if registry == ":memory:" {
         Arc::new(MemoryStore::new())
