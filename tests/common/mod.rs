@@ -532,3 +532,6 @@ pub fn request_to(
     bytes.extend_from_slice(body);
     send_raw(addr, &bytes)
 }
+
+/// Real frontend, nats-setup, nats-server and worker processes for the cluster tests.
+pub mod processes;
