@@ -61,7 +61,9 @@ fn jwt_expiring_at(exp: u64) -> String {
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let header = engine.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-    let payload = engine.encode(format!(r#"{{"exp":{exp},"sub":"UABC","jwt-SECRET":1}}"#));
+    let payload = engine.encode(format!(
+        r#"{{"exp":{exp},"sub":"UABC","iss":"AABC","nats":{{"type":"user"}},"jwt-SECRET":1}}"#
+    ));
     format!("{header}.{payload}.c2ln")
 }
 
