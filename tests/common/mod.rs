@@ -11,6 +11,7 @@
     reason = "the harness is shared by several test binaries"
 )]
 
+pub mod cluster;
 pub mod frontend;
 pub mod nats;
 

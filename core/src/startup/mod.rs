@@ -410,7 +410,7 @@ impl Startup {
     }
 
     /// The live NATS connection reported something.
-    pub fn handle_nats_event(&mut self, _now: Time, event: NatsEvent) {
+    pub fn handle_nats_event(&mut self, now: Time, event: NatsEvent) {
         // Events before the connection attempt reported back belong to that attempt.
         if !matches!(
             self.state,
@@ -442,6 +442,18 @@ impl Startup {
             }
             NatsEvent::ServerError(text) => {
                 let lower = text.to_ascii_lowercase();
+                if lower.contains("authentication expired") && self.minted_jwt_valid_at(now) {
+                    // The server closes a connection when the JWT it authenticated with
+                    // expires, even though that JWT was already replaced by a refreshed one:
+                    // the reconnect uses the new credential. Not a credential problem.
+                    return self.log(
+                        Level::Info,
+                        format!(
+                            "the NATS server closed the connection made with the previous JWT \
+                             when it expired ({text}): reconnecting with the refreshed one"
+                        ),
+                    );
+                }
                 let message = if lower.contains("permissions violation") {
                     format!("NATS permission violation — check the JWT's allow lists: {text}")
                 } else if lower.contains("authorization violation")
@@ -915,6 +927,18 @@ impl Startup {
             expires,
             failures: 0,
         });
+    }
+
+    /// Whether the credential in use is a minted JWT that has not expired at `now`.
+    fn minted_jwt_valid_at(&self, now: Time) -> bool {
+        match &self.credential {
+            Some(NatsCredential::Jwt {
+                jwt,
+                source: CredentialSource::Minted,
+                ..
+            }) => jwt::expiry(jwt.expose()).is_some_and(|exp| Duration::from_secs(exp) > now),
+            _ => false,
+        }
     }
 
     fn refresh_idle(&self) -> bool {

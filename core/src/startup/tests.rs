@@ -531,6 +531,69 @@ fn readiness_follows_the_nats_link_and_heartbeats_skip_while_down() {
     assert!(has(&effects, |e| matches!(e, Effect::Heartbeat { .. })));
 }
 
+/// The server disconnects a connection when the JWT it authenticated with expires, even after
+/// the machine refreshed it: that is expected (the reconnect uses the new JWT) and must not be
+/// reported as rejected credentials. Once the credential in use has itself expired, it is.
+#[test]
+fn expiry_of_a_replaced_jwt_is_not_reported_as_rejected_credentials() {
+    let first = T0.as_secs() + 8;
+    let mut all = vec![("LOCALAI_REGISTRATION_TOKEN", TOKEN), FRONTEND, NATS];
+    all.push(("LOCALAI_NATS_REQUIRE_AUTH", "true"));
+    let mut m = machine(Role::Worker, &all);
+    drain(&mut m);
+    m.handle_register(T0, minted("n1", &jwt_expiring_at(first)));
+    drain(&mut m);
+    m.handle_file_server(T0, Ok(()));
+    drain(&mut m);
+    m.handle_nats_connected(
+        T0,
+        Ok(NatsServerInfo {
+            auth_required: true,
+        }),
+    );
+    drain(&mut m);
+    m.handle_subscribed(T0, Ok(()));
+    drain(&mut m);
+    // Refresh at 6 s: a new JWT valid for 8 s more.
+    let refresh = T0 + Duration::from_secs(6);
+    m.handle_timeout(refresh);
+    let (effects, _) = drain(&mut m);
+    assert!(has(&effects, |e| matches!(e, Effect::Register { .. })));
+    m.handle_register(refresh, minted("n1", &jwt_expiring_at(first + 8)));
+    let (effects, _) = drain(&mut m);
+    assert!(has(&effects, |e| matches!(
+        e,
+        Effect::UpdateNatsCredential { .. }
+    )));
+
+    let expired = "nats: User Authentication Expired".to_owned();
+    let at = T0 + Duration::from_secs(8);
+    m.handle_nats_event(at, NatsEvent::ServerError(expired.clone()));
+    let (effects, _) = drain(&mut m);
+    let logs: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Log { .. }))
+        .collect();
+    assert!(
+        matches!(logs.as_slice(), [Effect::Log { level: Level::Info, message }]
+            if message.contains("previous JWT") && !message.contains("LOCALAI_NATS_ACCOUNT_SEED")),
+        "{logs:?}"
+    );
+
+    // The refreshed JWT itself expired: a credential problem again.
+    let late = T0 + Duration::from_secs(17);
+    m.handle_nats_event(late, NatsEvent::ServerError(expired));
+    let (effects, _) = drain(&mut m);
+    assert!(
+        has(
+            &effects,
+            |e| matches!(e, Effect::Log { level: Level::Error, message }
+            if message.contains("rejected this node's credentials"))
+        ),
+        "{effects:?}"
+    );
+}
+
 #[test]
 fn nats_stop_drains_and_a_failed_drain_still_deregisters() {
     let mut m = connected_worker(&[]);
