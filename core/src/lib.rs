@@ -17,6 +17,8 @@
 //! - [`startup`]: the life of a worker or agent worker as a state machine (register, serve,
 //!   connect NATS, heartbeat, refresh credentials, drain, deregister);
 //! - [`node_files`]: the worker's NATS file-staging requests and replies;
+//! - [`staging`]: the staging client — resumable uploads to a worker as a state machine, and the
+//!   planners of downloads, listings and temp files;
 //! - [`response`]: every response described as data.
 //!
 //! ## What this crate does not do
@@ -38,5 +40,6 @@ pub mod range;
 pub mod registration;
 pub mod request;
 pub mod response;
+pub mod staging;
 pub mod startup;
 pub mod upload;
