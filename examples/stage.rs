@@ -63,7 +63,12 @@ Exit codes:
 
 /// Copy files to and from a worker, resumably.
 #[derive(Parser, Debug)]
-#[command(name = "stage", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "stage",
+    version,
+    about = "Copy files to and from a worker's file server (LocalAI's /v1/files API), resumably",
+    after_help = AFTER_HELP
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -145,7 +150,10 @@ async fn run(command: Command) -> u8 {
     if token.is_none() {
         eprintln!("stage: {TOKEN_VARIABLE} is not set: sending no token");
     }
-    let bars = Bars::new();
+    let bars = Bars::new(match command {
+        Command::Pull { .. } => "verifying",
+        _ => "hashing",
+    });
     let result = match command {
         Command::Push { file, key, .. } => stager.push(&file, &key, &bars).await.map(|pushed| {
             bars.finish();
@@ -229,6 +237,8 @@ fn fail(error: &StageError) -> u8 {
 
 /// Progress on stderr: indicatif bars on a terminal, plain lines otherwise.
 struct Bars {
+    /// The label of the hashing step.
+    hashing: &'static str,
     bar: Mutex<Option<(Step, ProgressBar)>>,
     terminal: bool,
     /// Plain mode: the last tenth printed, per step.
@@ -237,22 +247,24 @@ struct Bars {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
-    Hashing,
+    /// Hashing before a push, verifying after a pull.
+    Hashing(&'static str),
     Transfer,
 }
 
 impl Step {
     fn label(self) -> &'static str {
         match self {
-            Self::Hashing => "hashing",
+            Self::Hashing(label) => label,
             Self::Transfer => "transfer",
         }
     }
 }
 
 impl Bars {
-    fn new() -> Self {
+    fn new(hashing: &'static str) -> Self {
         Self {
+            hashing,
             bar: Mutex::new(None),
             terminal: std::io::stderr().is_terminal(),
             plain: Mutex::new((None, 0)),
@@ -316,7 +328,7 @@ impl Bars {
 
 impl Progress for Bars {
     fn hashing(&self, done: u64, total: u64) {
-        self.update(Step::Hashing, done, total, false);
+        self.update(Step::Hashing(self.hashing), done, total, false);
     }
 
     fn transfer_started(&self, offset: u64, total: u64) {

@@ -62,6 +62,8 @@ pub use nodegate_core::staging::Note as StageNote;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for an answer without a body of ours (`HEAD` may hash a large file first).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+/// A `PUT` whose body does not move for this long is abandoned (and retried).
+const STALL: Duration = Duration::from_secs(60);
 /// Largest answer body kept (error texts, JSON).
 const MAX_ANSWER: usize = 64 * 1024;
 /// Bytes hashed per read.
@@ -623,11 +625,21 @@ impl Stager {
         let exchange = self.exchange_values(Method::PUT, &put.path, body, headers, None);
         tokio::pin!(exchange);
         let mut tick = tokio::time::interval(TICK);
+        let (mut seen, mut moved) = (0, Instant::now());
         let answer = loop {
             tokio::select! {
                 answer = &mut exchange => break answer,
                 _ = tick.tick() => {
-                    progress.transferred(put.offset + sent.load(Ordering::Relaxed), size);
+                    let now = sent.load(Ordering::Relaxed);
+                    progress.transferred(put.offset + now, size);
+                    let waiting = if now < put.len { STALL } else { ANSWER_TIMEOUT };
+                    if now != seen {
+                        (seen, moved) = (now, Instant::now());
+                    } else if moved.elapsed() >= waiting {
+                        break Answer::Failed(format!(
+                            "the worker took nothing for {}s", waiting.as_secs()
+                        ));
+                    }
                 }
             }
         };
