@@ -13,7 +13,7 @@
 
 pub use nodegate_core::{
     auth, config, jwt, keys, logs, node_files, nodes, posture, range, registration, request,
-    response, startup, upload,
+    response, staging, startup, upload,
 };
 
 #[cfg(feature = "tokio")]

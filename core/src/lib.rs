@@ -18,6 +18,8 @@
 //!   connect NATS, heartbeat, refresh credentials, drain, deregister);
 //! - [`node_files`]: the worker's NATS file-staging requests and replies;
 //! - [`nodes`]: the frontend's node registry and its `/api/node/*` routes;
+//! - [`staging`]: the staging client — resumable uploads to a worker as a state machine, and the
+//!   planners of downloads, listings and temp files;
 //! - [`response`]: every response described as data.
 //!
 //! ## What this crate does not do
@@ -40,5 +42,6 @@ pub mod range;
 pub mod registration;
 pub mod request;
 pub mod response;
+pub mod staging;
 pub mod startup;
 pub mod upload;

@@ -17,6 +17,9 @@
 //! machine (registration with the frontend, NATS through async-nats, heartbeats, drain and
 //! deregistration) for the supervisor worker ([`member::run_worker`]) and the agent worker
 //! ([`member::start_agent`]).
+//!
+//! The [`stage`] module is the staging client: push, pull, list and temp files against a
+//! worker, driving the core's resumable-upload machine.
 
 #![deny(missing_docs)]
 
@@ -27,6 +30,7 @@ mod linger;
 pub mod logs;
 pub mod member;
 pub mod server;
+pub mod stage;
 pub mod store;
 
 pub use body::ResponseBody;
