@@ -49,6 +49,35 @@ pub struct Handled {
     pub changes: Vec<Change>,
     /// A short, secret-free description for the log (`None` for reads).
     pub event: Option<String>,
+    /// A file to stage to a worker before answering (`POST /api/nodes/:id/stage`); the adapter
+    /// pushes it with the staging client and answers with [`staged_reply`].
+    pub stage: Option<StageRequest>,
+}
+
+/// A file the frontend must push to a registered worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageRequest {
+    /// The node.
+    pub node_id: String,
+    /// The worker's file-transfer base URL (`http://<http_address>`).
+    pub base_url: String,
+    /// The file on the frontend.
+    pub file: String,
+    /// The key on the worker.
+    pub key: String,
+}
+
+/// The answer to a staging request once the push finished: `{"local_path", "skipped",
+/// "resumed_from"}`, or 502 with the error (a secret-free text) when the push failed.
+#[must_use]
+pub fn staged_reply(result: Result<(String, bool, u64), String>) -> Reply {
+    match result {
+        Ok((local_path, skipped, resumed_from)) => Reply::json(
+            StatusCode::OK,
+            &json!({"local_path": local_path, "skipped": skipped, "resumed_from": resumed_from}),
+        ),
+        Err(error) => flat_error(StatusCode::BAD_GATEWAY, &format!("staging failed: {error}")),
+    }
 }
 
 /// What the request is.
@@ -64,6 +93,7 @@ enum Route {
     AdminList,
     AdminApprove(String),
     AdminDelete(String),
+    AdminStage(String),
 }
 
 /// Answers one request to `/api/node/*` or `/api/nodes/*`. `None` when the path is not one of
@@ -89,7 +119,7 @@ pub fn handle(
     };
     let admin = matches!(
         route,
-        Route::AdminList | Route::AdminApprove(_) | Route::AdminDelete(_)
+        Route::AdminList | Route::AdminApprove(_) | Route::AdminDelete(_) | Route::AdminStage(_)
     );
     let check = if admin {
         admin_check(policy.admin.as_ref(), headers)
@@ -108,6 +138,7 @@ pub fn handle(
                     changes: vec![Change::Upsert(node.clone())],
                     reply: message(StatusCode::OK, "heartbeat received"),
                     event: None,
+                    stage: None,
                 },
                 Err(e) => answer(node_error(&e)),
             }
@@ -136,19 +167,62 @@ pub fn handle(
                     event: Some(format!("node {} ({}) approved", node.id, node.name)),
                     changes: vec![Change::Upsert(node)],
                     reply: Reply::json(StatusCode::OK, &value),
+                    stage: None,
                 }
             }
             Err(e) => answer(node_error(&e)),
         },
+        Route::AdminStage(id) => stage(registry, &id, body),
         Route::AdminDelete(id) => match registry.delete(&id) {
             Ok(node) => Handled {
                 event: Some(format!("node {} ({}) deleted", node.id, node.name)),
                 changes: vec![Change::Delete(node.id)],
                 reply: message(StatusCode::OK, "node deleted"),
+                stage: None,
             },
             Err(e) => answer(node_error(&e)),
         },
     })
+}
+
+fn stage(registry: &Registry, id: &str, body: &[u8]) -> Handled {
+    #[derive(serde::Deserialize)]
+    struct StageBody {
+        file: String,
+        key: String,
+    }
+    let Ok(request) = serde_json::from_slice::<StageBody>(body) else {
+        return answer(flat_error(
+            StatusCode::BAD_REQUEST,
+            "invalid request body: expected {\"file\": \"<path on the frontend>\", \"key\": \"models/...\"}",
+        ));
+    };
+    if crate::keys::resolve_key(request.key.as_bytes()).is_err() {
+        return answer(flat_error(StatusCode::BAD_REQUEST, "invalid key"));
+    }
+    let Some(node) = registry.get(id) else {
+        return answer(node_error(&NodeError::NotFound));
+    };
+    if node.status != super::registry::NodeStatus::Healthy || node.http_address.is_empty() {
+        return answer(flat_error(
+            StatusCode::CONFLICT,
+            "node is not healthy or has no HTTP address for file transfer",
+        ));
+    }
+    Handled {
+        reply: Reply::empty(StatusCode::ACCEPTED),
+        changes: Vec::new(),
+        event: Some(format!(
+            "staging {} to node {} ({})",
+            request.key, node.id, node.name
+        )),
+        stage: Some(StageRequest {
+            node_id: node.id.clone(),
+            base_url: format!("http://{}", node.http_address),
+            file: request.file,
+            key: request.key,
+        }),
+    }
 }
 
 fn register(
@@ -195,6 +269,7 @@ fn register(
                 )),
                 changes: vec![Change::Upsert(node)],
                 reply: Reply::json(StatusCode::CREATED, &value),
+                stage: None,
             }
         }
         Err(e) => answer(node_error(&e)),
@@ -221,6 +296,7 @@ fn status_change(result: Result<&Node, NodeError>, text: &str) -> Handled {
             event: Some(format!("node {} ({}): {text}", node.id, node.name)),
             changes: vec![Change::Upsert(node.clone())],
             reply: message(StatusCode::OK, text),
+            stage: None,
         },
         Err(e) => answer(node_error(&e)),
     }
@@ -231,6 +307,7 @@ fn answer(reply: Reply) -> Handled {
         reply,
         changes: Vec::new(),
         event: None,
+        stage: None,
     }
 }
 
@@ -318,7 +395,10 @@ fn route(method: &Method, path: &str) -> Option<Result<Route, Reply>> {
                 Some(Ok(Route::AdminApprove(decode(id)?)))
             }
             (&Method::DELETE, [id]) if !id.is_empty() => Some(Ok(Route::AdminDelete(decode(id)?))),
-            (_, [""] | [_] | [_, "approve"]) => wrong_method(),
+            (&Method::POST, [id, "stage"]) if !id.is_empty() => {
+                Some(Ok(Route::AdminStage(decode(id)?)))
+            }
+            (_, [""] | [_] | [_, "approve" | "stage"]) => wrong_method(),
             _ => None,
         };
     }

@@ -306,3 +306,41 @@ fn rfc3339_formats_unix_seconds() {
     assert_eq!(api::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(api::rfc3339(1_764_576_000), "2025-12-01T08:00:00Z");
 }
+
+#[test]
+fn stage_requests_name_a_healthy_worker_and_a_valid_key() {
+    let mut f = Frontend::new(true);
+    let body = format!(
+        r#"{{"name":"gpu1","address":"a:1","http_address":"10.0.0.5:50050","token":"{TOKEN}"}}"#
+    );
+    let h = f.call(Method::POST, "/api/node/register", &bearer(TOKEN), &body);
+    let id = json(&h)["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/nodes/{id}/stage");
+    let h = f.call(Method::POST, &path, &bearer(TOKEN), "{}");
+    assert_eq!(h.reply.status, 401, "the registration token is no admin token");
+    let h = f.call(
+        Method::POST,
+        &path,
+        &bearer(ADMIN),
+        r#"{"file":"/srv/m.gguf","key":"models/../x"}"#,
+    );
+    assert_eq!(h.reply.status, 400);
+    assert!(h.stage.is_none());
+    let h = f.call(
+        Method::POST,
+        &path,
+        &bearer(ADMIN),
+        r#"{"file":"/srv/m.gguf","key":"models/m/m.gguf"}"#,
+    );
+    let stage = h.stage.expect("a stage request");
+    assert_eq!(stage.base_url, "http://10.0.0.5:50050");
+    assert_eq!(stage.key, "models/m/m.gguf");
+    f.call(Method::POST, &format!("/api/node/{id}/drain"), &bearer(TOKEN), "");
+    let h = f.call(
+        Method::POST,
+        &path,
+        &bearer(ADMIN),
+        r#"{"file":"/srv/m.gguf","key":"models/m/m.gguf"}"#,
+    );
+    assert_eq!(h.reply.status, 409, "a draining node gets no files");
+}

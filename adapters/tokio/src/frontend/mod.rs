@@ -54,6 +54,8 @@ pub struct FrontendSetup {
 
 struct Shared {
     registry: Mutex<Registry>,
+    /// The registration token, sent to workers when staging files to them.
+    worker_token: Option<String>,
     policy: FrontendPolicy,
     store: Arc<dyn RegistryStore>,
     minter: Option<Mutex<NkeyMinter>>,
@@ -105,6 +107,11 @@ pub async fn run_frontend(config: Config, setup: FrontendSetup, bind: &str) -> u
         .map_or_else(|_| bind.to_owned(), |a| a.to_string());
     let shared = Arc::new(Shared {
         registry: Mutex::new(Registry::from_nodes(nodes)),
+        worker_token: config
+            .registration
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_owned()),
         policy: setup.policy,
         store: setup.store,
         minter: setup.minter.map(Mutex::new),
@@ -302,15 +309,56 @@ async fn answer(
                     return into_response(api::node_error_text(413, "request body too large"));
                 }
             };
-            route(shared, &parts, &body, remote)
+            let (reply, stage) = route(shared, &parts, &body, remote);
+            match stage {
+                Some(request) => stage_file(shared, request).await,
+                None => reply,
+            }
         }
     };
     into_response(reply)
 }
 
-fn route(shared: &Shared, parts: &http::request::Parts, body: &[u8], remote: SocketAddr) -> Reply {
+/// Pushes a file to a registered worker with the staging client (resumable, skipped when the
+/// worker already holds it) and answers with the outcome.
+async fn stage_file(shared: &Shared, request: api::StageRequest) -> Reply {
+    let result = match crate::stage::Stager::new(&request.base_url, shared.worker_token.as_deref())
+    {
+        Ok(stager) => stager
+            .push(
+                std::path::Path::new(&request.file),
+                &request.key,
+                &crate::stage::NoProgress,
+            )
+            .await
+            .map(|p| (p.local_path, p.skipped, p.resumed_from))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match &result {
+        Ok((path, skipped, _)) => info!(
+            node = request.node_id,
+            key = request.key,
+            skipped,
+            "staged to the worker at {path}"
+        ),
+        Err(error) => warn!(
+            node = request.node_id,
+            key = request.key,
+            "staging failed: {error}"
+        ),
+    }
+    api::staged_reply(result)
+}
+
+fn route(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: &[u8],
+    remote: SocketAddr,
+) -> (Reply, Option<api::StageRequest>) {
     let Ok(mut registry) = shared.registry.lock() else {
-        return api::node_error_text(500, "registry unavailable");
+        return (api::node_error_text(500, "registry unavailable"), None);
     };
     let mut ids = new_id;
     let mut guard = shared.minter.as_ref().and_then(|m| m.lock().ok());
@@ -329,7 +377,10 @@ fn route(shared: &Shared, parts: &http::request::Parts, body: &[u8], remote: Soc
         &mut ids,
         minter,
     ) else {
-        return Reply::error(StatusCode::NOT_FOUND, "404 page not found");
+        return (
+            Reply::error(StatusCode::NOT_FOUND, "404 page not found"),
+            None,
+        );
     };
     if !handled.changes.is_empty()
         && let Err(e) = shared.store.apply(&handled.changes)
@@ -337,7 +388,7 @@ fn route(shared: &Shared, parts: &http::request::Parts, body: &[u8], remote: Soc
         // Nothing is answered as done that was not stored.
         *registry = before;
         error!("{e}");
-        return api::node_error_text(500, "failed to register node");
+        return (api::node_error_text(500, "failed to register node"), None);
     }
     if let Some(event) = &handled.event {
         info!(remote = %remote, status = handled.reply.status.as_u16(), "{event}");
@@ -349,7 +400,7 @@ fn route(shared: &Shared, parts: &http::request::Parts, body: &[u8], remote: Soc
             "node route refused"
         );
     }
-    handled.reply
+    (handled.reply, handled.stage)
 }
 
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {
