@@ -146,7 +146,7 @@ pub fn markdown_table() -> String {
                 s.flag,
                 code_or_words(s.default),
                 roles.join(", "),
-                s.meaning.replace('|', "\\|")
+                escape(s.meaning)
             );
         }
     }
@@ -156,8 +156,15 @@ pub fn markdown_table() -> String {
 /// Defaults that are values go in backticks; descriptions (`unset (anonymous)`) do not.
 fn code_or_words(default: &str) -> String {
     if default.contains(' ') || default.starts_with("unset") {
-        default.to_owned()
+        escape(default)
     } else {
         format!("`{default}`")
     }
+}
+
+/// Escapes what Markdown would take for HTML or a cell boundary.
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace('<', "\\<")
+        .replace('>', "\\>")
 }
