@@ -6,8 +6,8 @@
 //!
 //! This crate is the `nodegate` command ([`cli`], behind the `cli` feature, on by default) and
 //! the library under it: it re-exports the modules of the runtime-free core
-//! ([`nodegate_core`]) at its root and, behind the `tokio` feature, the tokio + hyper adapter
-//! as [`tokio_adapter`](nodegate_tokio).
+//! ([`nodegate_core`](../nodegate_core/index.html)) at its root and, behind the `tokio` feature, the tokio + hyper adapter
+//! as [`tokio_adapter`](../nodegate_tokio/index.html) (`nodegate-tokio`).
 //!
 //! ```
 //! use nodegate::config::{Config, FileContents, Host, Role, Vars};
