@@ -50,7 +50,7 @@ fn help_of_each_command_lists_every_setting_with_its_variable_and_default() {
             for setting in known_variables(role) {
                 for expected in [
                     format!("--{} <{}>", setting.flag, setting.value),
-                    format!("{}", setting.name),
+                    setting.name.to_owned(),
                     format!("[default: {}]", setting.default),
                 ] {
                     let expected = if setting.is_switch() {
