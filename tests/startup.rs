@@ -5,6 +5,11 @@
 //!
 //! SC-10 (credentials rejected by a live NATS server) is not covered: this build does not
 //! connect to NATS.
+//!
+//! The binary is the reference example, or `$NODEGATE_WORKER_BIN worker` when that variable
+//! names a `nodegate` command (CI runs this file against `cargo install`'s binary). Values that
+//! cannot be honoured — including an address in use and roots that are files or not writable —
+//! exit 2 with exactly one line naming the setting and a valid example.
 
 mod common;
 
