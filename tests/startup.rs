@@ -5,6 +5,11 @@
 //!
 //! SC-10 (credentials rejected by a live NATS server) is not covered: this build does not
 //! connect to NATS.
+//!
+//! The binary is the reference example, or `$NODEGATE_WORKER_BIN worker` when that variable
+//! names a `nodegate` command (CI runs this file against `cargo install`'s binary). Values that
+//! cannot be honoured — including an address in use and roots that are files or not writable —
+//! exit 2 with exactly one line naming the setting and a valid example.
 
 mod common;
 
@@ -14,8 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    RawResponse, TOKEN, WorkerProcess, free_port, request_to, wait_healthy, worker_binary,
-    worker_command,
+    RawResponse, TOKEN, WorkerProcess, free_port, request_to, wait_healthy, worker_command,
+    worker_program,
 };
 
 /// How long a refusing worker may take to exit, or a serving one to answer `/healthz`.
@@ -414,7 +419,16 @@ fn sc11_a_root_that_is_a_regular_file_refuses_to_serve() {
         let output = format!("{}{}", worker.stdout(), worker.stderr());
         let status =
             status.unwrap_or_else(|| panic!("{root} is a file, yet the worker runs:\n{output}"));
-        assert_ne!(status.code(), Some(0), "{root} is a file:\n{output}");
+        assert_eq!(status.code(), Some(2), "{root} is a file:\n{output}");
+        assert_names(
+            &output,
+            &[
+                "LOCALAI_MODELS_PATH",
+                "is not a directory",
+                &file.display().to_string(),
+            ],
+        );
+        assert_one_line(&output);
         assert!(
             TcpStream::connect_timeout(&setup.addr(), Duration::from_millis(500)).is_err(),
             "nothing may be served when {root} is a file"
@@ -428,11 +442,13 @@ fn sc11_a_root_that_is_a_regular_file_refuses_to_serve() {
 fn sc11_missing_roots_are_created_with_mode_0750() {
     let setup = Setup::new();
     // A shell sets a known umask, then becomes the worker.
+    let (program, args) = worker_program();
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg("umask 022 && exec \"$0\"")
-        .arg(worker_binary())
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(program)
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LOCALAI_MODELS_PATH", setup.models())
@@ -540,7 +556,9 @@ fn invalid_values_exit_2_naming_the_variable() {
 
 #[test]
 fn help_lists_the_localai_settings() {
-    let output = Command::new(worker_binary())
+    let (program, args) = worker_program();
+    let output = Command::new(program)
+        .args(args)
         .arg("--help")
         .env_clear()
         .output()
@@ -646,4 +664,148 @@ fn sc_l_tokens_never_appear_in_debug_logs() {
         &log,
         &[TOKEN, &format!("Bearer {TOKEN}"), previous, near_miss],
     );
+}
+
+// --- Strict configuration: what cannot be honoured exits 2, once, naming the setting ----------
+
+/// The whole output is one line: each error is printed exactly once, and nothing else is.
+fn assert_one_line(output: &str) {
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "exactly one line of output:\n{output}");
+}
+
+#[test]
+fn log_settings_that_cannot_be_honoured_exit_2_with_an_example() {
+    let rows = [
+        ("NODEGATE_LOG_FORMAT", "xml", "NODEGATE_LOG_FORMAT=json"),
+        ("RUST_LOG", "bogus===", "RUST_LOG=info"),
+        ("RUST_LOG", "nodegate=loud", "RUST_LOG=info"),
+    ];
+    for (variable, value, example) in rows {
+        let setup = Setup::new();
+        let mut command = setup.command();
+        command.env(variable, value);
+        let output = expect_exit(&setup, command, 2);
+        assert_names(&output, &[variable, value, example]);
+        assert_one_line(&output);
+    }
+}
+
+#[test]
+fn every_configuration_error_is_printed_once_with_an_example() {
+    let rows = [
+        (
+            "LOCALAI_MAX_UPLOAD_SIZE",
+            "lots",
+            "LOCALAI_MAX_UPLOAD_SIZE=100GiB",
+        ),
+        (
+            "LOCALAI_HTTP_ADDR",
+            "no-port",
+            "LOCALAI_HTTP_ADDR=0.0.0.0:50050",
+        ),
+        (
+            "NODEGATE_HEADER_TIMEOUT",
+            "-5s",
+            "NODEGATE_HEADER_TIMEOUT=10s",
+        ),
+        ("LOCALAI_REGISTRATION_REQUIRE_AUTH", "maybe", "=true"),
+    ];
+    for (variable, value, example) in rows {
+        let setup = Setup::new();
+        let mut command = setup.command();
+        command.env(variable, value);
+        let output = expect_exit(&setup, command, 2);
+        assert_names(&output, &[variable, value, example]);
+        assert_one_line(&output);
+    }
+    // A refusal (exit 1) is one line too.
+    let setup = Setup::new();
+    let mut command = setup.command();
+    command.env("LOCALAI_REGISTRATION_REQUIRE_AUTH", "true");
+    let output = expect_exit(&setup, command, 1);
+    assert_one_line(&output);
+}
+
+#[test]
+fn go_style_port_only_http_addr_listens_on_every_interface() {
+    let setup = Setup::new();
+    let mut command = setup.command();
+    command
+        .env("LOCALAI_HTTP_ADDR", format!(":{}", setup.port))
+        .env("LOCALAI_REGISTRATION_TOKEN", TOKEN);
+    let worker = expect_serving(command, setup.addr());
+    let log = worker.stderr();
+    assert!(
+        log.contains(&format!("0.0.0.0:{}", setup.port)),
+        "bound on every interface:\n{log}"
+    );
+}
+
+#[test]
+fn a_port_in_use_exits_2_naming_the_address_setting() {
+    let setup = Setup::new();
+    let _taken = std::net::TcpListener::bind(setup.addr()).expect("take the port");
+    let mut command = setup.command();
+    command.env("LOCALAI_REGISTRATION_TOKEN", TOKEN);
+    let mut worker = WorkerProcess::spawn(command);
+    let status = worker.wait_exit(STARTUP);
+    let output = format!("{}{}", worker.stdout(), worker.stderr());
+    let status = status.unwrap_or_else(|| panic!("the worker kept running:\n{output}"));
+    assert_eq!(status.code(), Some(2), "{output}");
+    assert_names(
+        &output,
+        &[
+            "LOCALAI_HTTP_ADDR",
+            "already in use",
+            "LOCALAI_HTTP_ADDR=0.0.0.0:50050",
+        ],
+    );
+    assert_one_line(&output);
+    assert!(!setup.root().exists(), "nothing created:\n{output}");
+    assert_no_secret(&output, &[TOKEN]);
+}
+
+#[test]
+fn an_unresolvable_http_addr_exits_2_naming_it() {
+    let setup = Setup::new();
+    let mut command = setup.command();
+    command.env("LOCALAI_HTTP_ADDR", "no-such-host.invalid:50050");
+    let output = expect_exit(&setup, command, 2);
+    assert_names(
+        &output,
+        &["LOCALAI_HTTP_ADDR", "no-such-host.invalid:50050"],
+    );
+    assert_one_line(&output);
+}
+
+#[test]
+fn a_root_that_cannot_be_written_exits_2_naming_the_models_path() {
+    // /proc refuses new files even to root, so this holds whoever runs the tests.
+    let setup = Setup::new();
+    let mut command = setup.command();
+    command.env("LOCALAI_MODELS_PATH", "/proc/nodegate-test/models");
+    let output = expect_exit(&setup, command, 2);
+    assert_names(
+        &output,
+        &[
+            "LOCALAI_MODELS_PATH",
+            "/proc/nodegate-test/models",
+            "not writable",
+        ],
+    );
+    assert_one_line(&output);
+}
+
+#[test]
+fn a_refused_posture_is_reported_before_any_unusable_root() {
+    // Nothing is probed for a worker that refuses: the refusal is the one message.
+    let setup = Setup::new();
+    let mut command = setup.command();
+    command
+        .env("LOCALAI_MODELS_PATH", "/proc/nodegate-test/models")
+        .env("LOCALAI_REGISTRATION_REQUIRE_AUTH", "true");
+    let output = expect_exit(&setup, command, 1);
+    assert_names(&output, &["refusing", "LOCALAI_REGISTRATION_TOKEN"]);
+    assert_one_line(&output);
 }

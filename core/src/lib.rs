@@ -22,6 +22,62 @@
 //!   planners of downloads, listings and temp files;
 //! - [`response`]: every response described as data.
 //!
+//! ## Driving it without a runtime
+//!
+//! An adapter hands the core a request head and the state of a key, and carries out the answer.
+//! Here is a whole `PUT` of the worker's file server, with no socket, file or runtime — the
+//! bytes are "streamed" from a slice and the disk is a [`upload::FileState`] value:
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use nodegate_core::auth::{AuthPolicy, Token};
+//! use nodegate_core::request::{Command, ServerPolicy, classify};
+//! use nodegate_core::upload::{Entry, FileState, Finish, Sha256, UploadPlan, finish_full, plan_upload, upload_ok};
+//!
+//! let token = Token::parse("change-me").unwrap();
+//! let policy = ServerPolicy {
+//!     auth: AuthPolicy::from_tokens(Some(&token), None),
+//!     max_upload: Some(1 << 30),
+//! };
+//! let body: &[u8] = b"GGUF model bytes";
+//! let head = |auth: &str| {
+//!     Request::put("/v1/files/models/llama/model.gguf")
+//!         .header("Authorization", auth)
+//!         .header("Content-Length", body.len())
+//!         .header("X-Content-SHA256", Sha256::of(body).to_hex())
+//!         .body(())
+//!         .unwrap()
+//!         .into_parts()
+//!         .0
+//! };
+//!
+//! // 1. Classify the head: authentication first, then the route, the key and the upload headers.
+//! let refusal = classify(&head("Bearer wrong"), &policy).unwrap_err();
+//! assert_eq!(refusal.reply.status, StatusCode::UNAUTHORIZED);
+//! let Ok(Command::Put { target, upload }) = classify(&head("Bearer change-me"), &policy) else {
+//!     panic!("an authenticated PUT of a valid key is an upload");
+//! };
+//! assert_eq!(target.rel(), "llama/model.gguf");
+//!
+//! // 2. Plan it against what is on disk: nothing yet, so a full upload into a temp file.
+//! let nothing = FileState { entry: Entry::Missing, sidecar: None, partial: None, target: None, total: None };
+//! let UploadPlan::WriteFull { max_len } = plan_upload(&upload, &nothing) else {
+//!     panic!("a new key is written in full");
+//! };
+//! assert_eq!(max_len, Some(1 << 30));
+//!
+//! // 3. The adapter streams the body while hashing; the core decides what the bytes mean.
+//! let Finish::Publish { sha256 } = finish_full(&upload, Sha256::of(body), body.len() as u64) else {
+//!     panic!("the declared hash matches");
+//! };
+//! assert_eq!(sha256, Sha256::of(body));
+//!
+//! // 4. Publish (rename into place, write the sidecar), then send the reply the core built.
+//! let reply = upload_ok("/srv/models/llama/model.gguf");
+//! assert_eq!(reply.status, StatusCode::OK);
+//! assert_eq!(&reply.body[..], b"{\"local_path\":\"/srv/models/llama/model.gguf\"}\n");
+//! ```
+//!
 //! ## What this crate does not do
 //! It performs no I/O: no sockets, no files, no environment, no clock, no async runtime. Time,
 //! configuration and file state arrive as arguments; decisions leave as values that an adapter

@@ -395,6 +395,16 @@ pub fn worker_binary() -> PathBuf {
     path
 }
 
+/// The worker program and the arguments that precede its settings: the reference example, or
+/// `<NODEGATE_WORKER_BIN> worker` when that variable names an installed `nodegate` (CI runs the
+/// start-up tests against `cargo install`'s binary that way).
+pub fn worker_program() -> (PathBuf, Vec<&'static str>) {
+    match std::env::var_os("NODEGATE_WORKER_BIN") {
+        Some(bin) => (PathBuf::from(bin), vec!["worker"]),
+        None => (worker_binary(), Vec::new()),
+    }
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -488,8 +498,10 @@ impl Drop for WorkerProcess {
 /// The worker binary with an empty environment except `PATH`, `LOCALAI_MODELS_PATH=models`,
 /// `LOCALAI_HTTP_ADDR=http_addr` and short server timeouts.
 pub fn worker_command(models: &Path, http_addr: &str) -> std::process::Command {
-    let mut command = std::process::Command::new(worker_binary());
+    let (program, args) = worker_program();
+    let mut command = std::process::Command::new(program);
     command
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LOCALAI_MODELS_PATH", models)

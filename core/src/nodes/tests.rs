@@ -317,7 +317,10 @@ fn stage_requests_name_a_healthy_worker_and_a_valid_key() {
     let id = json(&h)["id"].as_str().unwrap().to_owned();
     let path = format!("/api/nodes/{id}/stage");
     let h = f.call(Method::POST, &path, &bearer(TOKEN), "{}");
-    assert_eq!(h.reply.status, 401, "the registration token is no admin token");
+    assert_eq!(
+        h.reply.status, 401,
+        "the registration token is no admin token"
+    );
     let h = f.call(
         Method::POST,
         &path,
@@ -335,7 +338,12 @@ fn stage_requests_name_a_healthy_worker_and_a_valid_key() {
     let stage = h.stage.expect("a stage request");
     assert_eq!(stage.base_url, "http://10.0.0.5:50050");
     assert_eq!(stage.key, "models/m/m.gguf");
-    f.call(Method::POST, &format!("/api/node/{id}/drain"), &bearer(TOKEN), "");
+    f.call(
+        Method::POST,
+        &format!("/api/node/{id}/drain"),
+        &bearer(TOKEN),
+        "",
+    );
     let h = f.call(
         Method::POST,
         &path,

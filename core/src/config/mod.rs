@@ -9,7 +9,24 @@
 //! question answered by [`crate::posture`].
 //!
 //! Variable names, defaults and meanings are LocalAI's (spec §6.1–§6.3), plus a few of nodegate's
-//! own; [`known_variables`] lists them per role. Variables a role does not know are ignored.
+//! own; they live in one table, [`SETTINGS`] ([`settings`]), and [`known_variables`] lists those
+//! of a role. Variables a role does not know are ignored.
+//!
+//! ```
+//! use nodegate_core::config::{Config, FileContents, Host, Role, Vars};
+//!
+//! let host = Host { hostname: Some("gpu-01".into()), pid: 1 };
+//! let vars = Vars::from_pairs([("LOCALAI_HTTP_ADDR", ":50150"), ("LOCALAI_MAX_UPLOAD_SIZE", "2GiB")]);
+//! let config = Config::parse(Role::Worker, &vars, &FileContents::new(), &host).unwrap();
+//! let worker = config.worker.as_ref().unwrap();
+//! assert_eq!(worker.http_bind(), "0.0.0.0:50150");
+//! assert_eq!(worker.max_upload_size, Some(2 << 30));
+//!
+//! let bad = Vars::from_pairs([("NODEGATE_LOG_FORMAT", "xml")]);
+//! let error = Config::parse(Role::Worker, &bad, &FileContents::new(), &host).unwrap_err();
+//! assert_eq!(error.variable(), "NODEGATE_LOG_FORMAT");
+//! assert_eq!(error.example().as_deref(), Some("NODEGATE_LOG_FORMAT=json"));
+//! ```
 //!
 //! # Policies
 //!
@@ -47,8 +64,8 @@
 //!   `LOCALAI_ADDR` if it is `host:port` with a port in 1..65535, else that of
 //!   `LOCALAI_SERVE_ADDR` (default `0.0.0.0:50051`), else 50051; unusable values fall through
 //!   (listed by [`WorkerConfig::unusable_port_vars`] for the adapter to warn about). The HTTP bind
-//!   is `LOCALAI_HTTP_ADDR` verbatim (which must be `host:port` with a port in 1..65535) or
-//!   `0.0.0.0:<base-1>`. A base port of 1 would give the file server port 0 (spec §8.33) and is
+//!   is `LOCALAI_HTTP_ADDR` (which must be `host:port` with a port in 1..65535; Go's `:PORT`
+//!   means every interface, `0.0.0.0:PORT`, as in LocalAI) or `0.0.0.0:<base-1>`. A base port of 1 would give the file server port 0 (spec §8.33) and is
 //!   an error naming the variable that set it. `LOCALAI_GRPC_MAX_PORT` 0 means 65535; a maximum
 //!   below the base port is an error.
 //! - **Models path**: `LOCALAI_MODELS_PATH` defaults to `models`, relative to the current directory
@@ -56,6 +73,8 @@
 //!   absolute. Staging and data directories are derived lexically (Go `filepath.Join`).
 //! - **Node name**: defaults to the host name (`agent-<hostname>` for the agent worker), or
 //!   `localhost` when the adapter could not determine it.
+//! - **Logging**: `NODEGATE_LOG_FORMAT` is `plain` or `json` (any case); anything else is an
+//!   error. `RUST_LOG` is kept as given (default `info`) for the adapter's log library to check.
 //! - Values of non-secret variables are quoted in errors (at most 64 characters); values of secret
 //!   variables never are.
 
@@ -68,125 +87,10 @@ use thiserror::Error;
 
 use crate::auth::{AuthPolicy, Token, TokenError};
 
-// ---------------------------------------------------------------------------------------------
-// Variable names
-// ---------------------------------------------------------------------------------------------
+pub mod settings;
 
-/// Frontend: enables distributed mode.
-pub const DISTRIBUTED: &str = "LOCALAI_DISTRIBUTED";
-/// Frontend: HTTP API listen address (default `:8080`).
-pub const ADDRESS: &str = "LOCALAI_ADDRESS";
-/// Frontend: new nodes start healthy instead of pending approval.
-pub const AUTO_APPROVE_NODES: &str = "LOCALAI_AUTO_APPROVE_NODES";
-/// The shared registration token (node endpoints, worker file server, backend gRPC).
-pub const REGISTRATION_TOKEN: &str = "LOCALAI_REGISTRATION_TOKEN";
-/// A file holding the registration token (nodegate).
-pub const REGISTRATION_TOKEN_FILE: &str = "LOCALAI_REGISTRATION_TOKEN_FILE";
-/// The previous registration token, still accepted during a rotation (nodegate).
-pub const REGISTRATION_TOKEN_PREVIOUS: &str = "LOCALAI_REGISTRATION_TOKEN_PREVIOUS";
-/// An empty registration token becomes a startup error (frontend, supervisor worker).
-pub const REGISTRATION_REQUIRE_AUTH: &str = "LOCALAI_REGISTRATION_REQUIRE_AUTH";
-/// Umbrella switch: registration and NATS auth required (NATS only on the agent worker).
-pub const DISTRIBUTED_REQUIRE_AUTH: &str = "LOCALAI_DISTRIBUTED_REQUIRE_AUTH";
-/// NATS server URL.
-pub const NATS_URL: &str = "LOCALAI_NATS_URL";
-/// NATS credentials are required.
-pub const NATS_REQUIRE_AUTH: &str = "LOCALAI_NATS_REQUIRE_AUTH";
-/// Static NATS user JWT (paired with [`NATS_USER_SEED`]).
-pub const NATS_JWT: &str = "LOCALAI_NATS_JWT";
-/// Static NATS user nkey seed (paired with [`NATS_JWT`]).
-pub const NATS_USER_SEED: &str = "LOCALAI_NATS_USER_SEED";
-/// NATS service user JWT (frontend, agent worker).
-pub const NATS_SERVICE_JWT: &str = "LOCALAI_NATS_SERVICE_JWT";
-/// NATS service user seed (frontend, agent worker).
-pub const NATS_SERVICE_SEED: &str = "LOCALAI_NATS_SERVICE_SEED";
-/// Frontend: NATS account seed used to mint worker JWTs.
-pub const NATS_ACCOUNT_SEED: &str = "LOCALAI_NATS_ACCOUNT_SEED";
-/// Frontend: lifetime of minted worker JWTs.
-pub const NATS_WORKER_JWT_TTL: &str = "LOCALAI_NATS_WORKER_JWT_TTL";
-/// NATS TLS CA certificate file.
-pub const NATS_TLS_CA: &str = "LOCALAI_NATS_TLS_CA";
-/// NATS TLS client certificate file.
-pub const NATS_TLS_CERT: &str = "LOCALAI_NATS_TLS_CERT";
-/// NATS TLS client key file.
-pub const NATS_TLS_KEY: &str = "LOCALAI_NATS_TLS_KEY";
-/// Static NATS token (nodegate).
-pub const NATS_TOKEN: &str = "LOCALAI_NATS_TOKEN";
-/// Static NATS user name (nodegate, paired with [`NATS_PASSWORD`]).
-pub const NATS_USER: &str = "LOCALAI_NATS_USER";
-/// Static NATS password (nodegate, paired with [`NATS_USER`]).
-pub const NATS_PASSWORD: &str = "LOCALAI_NATS_PASSWORD";
-/// Static NATS nkey seed (nodegate).
-pub const NATS_NKEY_SEED: &str = "LOCALAI_NATS_NKEY_SEED";
-/// NATS `.creds` file holding a user JWT and seed (nodegate).
-pub const NATS_CREDS_FILE: &str = "LOCALAI_NATS_CREDS_FILE";
-/// Worker: reachable `host:port`; its port is the gRPC base port.
-pub const ADDR: &str = "LOCALAI_ADDR";
-/// Worker: base-port fallback (default `0.0.0.0:50051`).
-pub const SERVE_ADDR: &str = "LOCALAI_SERVE_ADDR";
-/// Worker: file-transfer server bind address.
-pub const HTTP_ADDR: &str = "LOCALAI_HTTP_ADDR";
-/// Worker: gRPC address sent to the frontend.
-pub const ADVERTISE_ADDR: &str = "LOCALAI_ADVERTISE_ADDR";
-/// Worker: file-transfer address sent to the frontend.
-pub const ADVERTISE_HTTP_ADDR: &str = "LOCALAI_ADVERTISE_HTTP_ADDR";
-/// Worker: top of the backend gRPC port range.
-pub const GRPC_MAX_PORT: &str = "LOCALAI_GRPC_MAX_PORT";
-/// Worker, agent worker: frontend base URL to register with.
-pub const REGISTER_TO: &str = "LOCALAI_REGISTER_TO";
-/// Worker, agent worker: registration name.
-pub const NODE_NAME: &str = "LOCALAI_NODE_NAME";
-/// Worker, agent worker: heartbeat period.
-pub const HEARTBEAT_INTERVAL: &str = "LOCALAI_HEARTBEAT_INTERVAL";
-/// Worker: node labels, `k=v,k=v`.
-pub const NODE_LABELS: &str = "LOCALAI_NODE_LABELS";
-/// Worker: replicas of one model this node accepts.
-pub const MAX_REPLICAS_PER_MODEL: &str = "LOCALAI_MAX_REPLICAS_PER_MODEL";
-/// Worker: VRAM budget, sent to the frontend as given.
-pub const VRAM_BUDGET: &str = "LOCALAI_VRAM_BUDGET";
-/// Worker: models directory (also defines the staging and data directories).
-pub const MODELS_PATH: &str = "LOCALAI_MODELS_PATH";
-/// Worker: largest accepted upload body (nodegate).
-pub const MAX_UPLOAD_SIZE: &str = "LOCALAI_MAX_UPLOAD_SIZE";
-/// Worker: time allowed to receive a request head (nodegate; slowloris guard).
-pub const HEADER_TIMEOUT: &str = "NODEGATE_HEADER_TIMEOUT";
-/// Worker: longest pause allowed between two pieces of a request body (nodegate).
-pub const BODY_IDLE_TIMEOUT: &str = "NODEGATE_BODY_IDLE_TIMEOUT";
-/// Worker: most connections the file server serves at once (nodegate).
-pub const MAX_CONNECTIONS: &str = "NODEGATE_MAX_CONNECTIONS";
-/// Agent worker: API base URL (default: the frontend URL).
-pub const API_URL: &str = "LOCALAI_API_URL";
-/// Agent worker: API token (default: the one provisioned at registration).
-pub const API_TOKEN: &str = "LOCALAI_API_TOKEN";
-/// Agent worker: NATS subject of agent jobs.
-pub const AGENT_SUBJECT: &str = "LOCALAI_AGENT_SUBJECT";
-/// Agent worker: NATS queue group of agent workers.
-pub const AGENT_QUEUE: &str = "LOCALAI_AGENT_QUEUE";
-
-/// Default frontend listen address.
-pub const DEFAULT_ADDRESS: &str = ":8080";
-/// Default worker serve address (base-port fallback).
-pub const DEFAULT_SERVE_ADDR: &str = "0.0.0.0:50051";
-/// Base port when neither `LOCALAI_ADDR` nor `LOCALAI_SERVE_ADDR` gives one.
-pub const DEFAULT_BASE_PORT: u16 = 50051;
-/// Default heartbeat period.
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-/// Default lifetime of minted worker JWTs.
-pub const DEFAULT_WORKER_JWT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// Default upload limit: 50 GiB.
-pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 50 << 30;
-/// Default time allowed to receive a request head (LocalAI's `ReadHeaderTimeout`).
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default longest pause inside a request body.
-pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default cap on concurrent connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
-/// Default models path (relative to the current directory).
-pub const DEFAULT_MODELS_PATH: &str = "models";
-/// Default agent job subject.
-pub const DEFAULT_AGENT_SUBJECT: &str = "agent.execute";
-/// Default agent queue group.
-pub const DEFAULT_AGENT_QUEUE: &str = "agent-workers";
+use settings::FILE_VARS;
+pub use settings::*;
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -221,29 +125,6 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// One documented configuration variable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VarInfo {
-    /// The environment variable name.
-    pub name: &'static str,
-    /// The default, as text (`""` when there is none).
-    pub default: &'static str,
-    /// One line on what it does.
-    pub meaning: &'static str,
-    /// Whether the value is a secret (never printed).
-    pub secret: bool,
-}
-
-/// The variables a role reads, in the order [`Config::parse`] checks them.
-#[must_use]
-pub fn known_variables(role: Role) -> &'static [VarInfo] {
-    match role {
-        Role::Frontend => FRONTEND_VARS,
-        Role::Worker => WORKER_VARS,
-        Role::AgentWorker => AGENT_VARS,
     }
 }
 
@@ -400,6 +281,28 @@ pub struct Config {
     pub frontend: Option<FrontendConfig>,
     /// Agent-worker settings (`Some` exactly for [`Role::AgentWorker`]).
     pub agent: Option<AgentConfig>,
+    /// Log format and filter (every role).
+    pub logging: LoggingConfig,
+}
+
+/// How the process logs (`NODEGATE_LOG_FORMAT`, `RUST_LOG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// `NODEGATE_LOG_FORMAT` (default plain).
+    pub format: LogFormat,
+    /// `RUST_LOG` as given (default `info`). Its directive syntax belongs to the adapter's log
+    /// library, which checks it and reports a bad one with [`ConfigProblem::InvalidLogFilter`].
+    pub filter: String,
+}
+
+/// The log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line, with the same fields.
+    Json,
 }
 
 /// Registration token and registration settings.
@@ -624,11 +527,12 @@ impl WorkerConfig {
         out
     }
 
-    /// The file-transfer server bind address: `LOCALAI_HTTP_ADDR` verbatim, else
-    /// `0.0.0.0:<base-1>`.
+    /// The file-transfer server bind address: `LOCALAI_HTTP_ADDR`, else `0.0.0.0:<base-1>`.
+    /// An empty host (Go's `:PORT`) means every interface, as in LocalAI: `0.0.0.0:PORT`.
     #[must_use]
     pub fn http_bind(&self) -> String {
         match &self.http_addr {
+            Some(addr) if addr.starts_with(':') => format!("0.0.0.0{addr}"),
             Some(addr) => addr.clone(),
             None => format!("0.0.0.0:{}", self.base_port().saturating_sub(1)),
         }
@@ -760,8 +664,18 @@ impl ConfigError {
         &self.problem
     }
 
-    fn new(variable: &'static str, problem: ConfigProblem) -> Self {
+    /// An error about `variable`. Adapters use it for what only they can check (a log filter's
+    /// syntax, a bind address, a root on disk), so every such message has the same form.
+    #[must_use]
+    pub fn new(variable: &'static str, problem: ConfigProblem) -> Self {
         Self { variable, problem }
+    }
+
+    /// A valid assignment of the variable (`LOCALAI_MAX_UPLOAD_SIZE=100GiB`) from the settings
+    /// table, to print after the error; never a real secret.
+    #[must_use]
+    pub fn example(&self) -> Option<String> {
+        setting(self.variable).map(Setting::example_assignment)
     }
 }
 
@@ -899,6 +813,49 @@ pub enum ConfigProblem {
         /// The variable that requires it.
         because: &'static str,
     },
+    /// Not one of the accepted words.
+    #[error("{value:?} is not one of {choices}")]
+    InvalidChoice {
+        /// The value (truncated).
+        value: String,
+        /// The accepted words, in prose.
+        choices: &'static str,
+    },
+    /// A log filter the log library refuses.
+    #[error(
+        "{value:?} is not a log filter ({reason}); use a level such as info or debug, or \
+         directives such as info,nodegate_tokio=debug"
+    )]
+    InvalidLogFilter {
+        /// The value (truncated).
+        value: String,
+        /// What the log library said.
+        reason: String,
+    },
+    /// An address that cannot be bound or resolved.
+    #[error("cannot listen on {value:?}: {reason}")]
+    UnusableAddress {
+        /// The address.
+        value: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The address is taken by another process.
+    #[error(
+        "{value:?} is already in use by another process; stop that process or choose a free port"
+    )]
+    AddressInUse {
+        /// The address.
+        value: String,
+    },
+    /// A directory the worker must use is not usable.
+    #[error("{path:?} {reason}")]
+    UnusableDirectory {
+        /// The directory.
+        path: String,
+        /// Why, in words (`is a file, not a directory`, `is not writable: …`).
+        reason: String,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -917,6 +874,7 @@ impl Config {
         host: &Host,
     ) -> Result<Config, ConfigError> {
         let r = Reader { role, vars, files };
+        let logging = parse_logging(&r)?;
         let registration = parse_registration(&r, host)?;
         let nats = parse_nats(&r)?;
         let (mut worker, mut frontend, mut agent) = (None, None, None);
@@ -963,6 +921,7 @@ impl Config {
             worker,
             frontend,
             agent,
+            logging,
         })
     }
 
@@ -1178,266 +1137,6 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Private helpers
-// ---------------------------------------------------------------------------------------------
-
-const FILE_VARS: [&str; 5] = [
-    REGISTRATION_TOKEN_FILE,
-    NATS_CREDS_FILE,
-    NATS_TLS_CA,
-    NATS_TLS_CERT,
-    NATS_TLS_KEY,
-];
-
-const fn var(name: &'static str, default: &'static str, meaning: &'static str) -> VarInfo {
-    VarInfo {
-        name,
-        default,
-        meaning,
-        secret: false,
-    }
-}
-
-const fn secret(name: &'static str, meaning: &'static str) -> VarInfo {
-    VarInfo {
-        name,
-        default: "",
-        meaning,
-        secret: true,
-    }
-}
-
-const V_TOKEN: VarInfo = secret(
-    REGISTRATION_TOKEN,
-    "shared token for node endpoints, the worker file server and backend gRPC; empty = no auth",
-);
-const V_TOKEN_FILE: VarInfo = var(
-    REGISTRATION_TOKEN_FILE,
-    "",
-    "file holding the registration token (trailing newline trimmed); excludes LOCALAI_REGISTRATION_TOKEN",
-);
-const V_TOKEN_PREVIOUS: VarInfo = secret(
-    REGISTRATION_TOKEN_PREVIOUS,
-    "previous registration token, still accepted during a rotation",
-);
-const V_REG_REQUIRE: VarInfo = var(
-    REGISTRATION_REQUIRE_AUTH,
-    "false",
-    "refuse to start when the registration token is empty",
-);
-const V_DIST_REQUIRE: VarInfo = var(
-    DISTRIBUTED_REQUIRE_AUTH,
-    "false",
-    "umbrella: implies registration and NATS auth required",
-);
-const V_AGENT_DIST_REQUIRE: VarInfo = var(
-    DISTRIBUTED_REQUIRE_AUTH,
-    "false",
-    "umbrella: implies NATS auth required (no registration switch on the agent worker)",
-);
-const V_NATS_URL: VarInfo = var(NATS_URL, "", "NATS server URL; unset = no NATS");
-const V_NATS_REQUIRE: VarInfo = var(
-    NATS_REQUIRE_AUTH,
-    "false",
-    "refuse to start without a NATS credential source",
-);
-const V_NATS_JWT: VarInfo = secret(
-    NATS_JWT,
-    "static NATS user JWT (with LOCALAI_NATS_USER_SEED)",
-);
-const V_NATS_USER_SEED: VarInfo = secret(
-    NATS_USER_SEED,
-    "static NATS user nkey seed (with LOCALAI_NATS_JWT)",
-);
-const V_NATS_TOKEN: VarInfo = secret(NATS_TOKEN, "static NATS token");
-const V_NATS_USER: VarInfo = var(NATS_USER, "", "NATS user name (with LOCALAI_NATS_PASSWORD)");
-const V_NATS_PASSWORD: VarInfo = secret(NATS_PASSWORD, "NATS password (with LOCALAI_NATS_USER)");
-const V_NATS_NKEY_SEED: VarInfo = secret(NATS_NKEY_SEED, "static NATS nkey seed");
-const V_NATS_CREDS_FILE: VarInfo = var(NATS_CREDS_FILE, "", "NATS .creds file (user JWT and seed)");
-const V_NATS_SERVICE_JWT: VarInfo = secret(
-    NATS_SERVICE_JWT,
-    "NATS service user JWT (with LOCALAI_NATS_SERVICE_SEED)",
-);
-const V_NATS_SERVICE_SEED: VarInfo = secret(
-    NATS_SERVICE_SEED,
-    "NATS service user seed (with LOCALAI_NATS_SERVICE_JWT)",
-);
-const V_NATS_TLS_CA: VarInfo = var(NATS_TLS_CA, "", "NATS TLS CA certificate file (PEM)");
-const V_NATS_TLS_CERT: VarInfo = var(
-    NATS_TLS_CERT,
-    "",
-    "NATS TLS client certificate file (PEM, with LOCALAI_NATS_TLS_KEY)",
-);
-const V_NATS_TLS_KEY: VarInfo = var(
-    NATS_TLS_KEY,
-    "",
-    "NATS TLS client key file (PEM, with LOCALAI_NATS_TLS_CERT)",
-);
-const V_REGISTER_TO: VarInfo = var(REGISTER_TO, "", "frontend base URL to register with");
-const V_HEARTBEAT: VarInfo = var(HEARTBEAT_INTERVAL, "10s", "heartbeat period (0 = 10s)");
-
-static FRONTEND_VARS: &[VarInfo] = &[
-    V_TOKEN,
-    V_TOKEN_FILE,
-    V_TOKEN_PREVIOUS,
-    V_REG_REQUIRE,
-    V_DIST_REQUIRE,
-    V_NATS_URL,
-    V_NATS_REQUIRE,
-    V_NATS_JWT,
-    V_NATS_USER_SEED,
-    V_NATS_TOKEN,
-    V_NATS_USER,
-    V_NATS_PASSWORD,
-    V_NATS_NKEY_SEED,
-    V_NATS_CREDS_FILE,
-    V_NATS_SERVICE_JWT,
-    V_NATS_SERVICE_SEED,
-    secret(
-        NATS_ACCOUNT_SEED,
-        "NATS account seed used to mint worker JWTs",
-    ),
-    var(
-        NATS_WORKER_JWT_TTL,
-        "24h",
-        "lifetime of minted worker JWTs (0 = 24h)",
-    ),
-    V_NATS_TLS_CA,
-    V_NATS_TLS_CERT,
-    V_NATS_TLS_KEY,
-    var(ADDRESS, DEFAULT_ADDRESS, "HTTP API listen address"),
-    var(DISTRIBUTED, "false", "enable distributed mode"),
-    var(
-        AUTO_APPROVE_NODES,
-        "false",
-        "new nodes start healthy instead of pending approval",
-    ),
-];
-
-static WORKER_VARS: &[VarInfo] = &[
-    V_TOKEN,
-    V_TOKEN_FILE,
-    V_TOKEN_PREVIOUS,
-    V_REG_REQUIRE,
-    V_DIST_REQUIRE,
-    V_REGISTER_TO,
-    var(
-        NODE_NAME,
-        "<hostname>",
-        "registration name (the node's identity)",
-    ),
-    V_HEARTBEAT,
-    V_NATS_URL,
-    V_NATS_REQUIRE,
-    V_NATS_JWT,
-    V_NATS_USER_SEED,
-    V_NATS_TOKEN,
-    V_NATS_USER,
-    V_NATS_PASSWORD,
-    V_NATS_NKEY_SEED,
-    V_NATS_CREDS_FILE,
-    V_NATS_TLS_CA,
-    V_NATS_TLS_CERT,
-    V_NATS_TLS_KEY,
-    var(
-        ADDR,
-        "",
-        "reachable host:port; its port is the gRPC base port",
-    ),
-    var(SERVE_ADDR, DEFAULT_SERVE_ADDR, "base-port fallback"),
-    var(
-        HTTP_ADDR,
-        "0.0.0.0:<base-1>",
-        "file-transfer server bind address",
-    ),
-    var(
-        ADVERTISE_ADDR,
-        "LOCALAI_ADDR or <hostname>:<base>",
-        "gRPC address sent to the frontend",
-    ),
-    var(
-        ADVERTISE_HTTP_ADDR,
-        "<advertise host>:<base-1>",
-        "file-transfer address sent to the frontend",
-    ),
-    var(
-        GRPC_MAX_PORT,
-        "0 (= 65535)",
-        "top of the backend gRPC port range",
-    ),
-    var(
-        MODELS_PATH,
-        DEFAULT_MODELS_PATH,
-        "models directory; staging and data are its siblings",
-    ),
-    var(
-        MAX_UPLOAD_SIZE,
-        "50GiB",
-        "largest accepted upload body (0 = unlimited)",
-    ),
-    var(
-        HEADER_TIMEOUT,
-        "30s",
-        "time allowed to receive a request head (slowloris guard)",
-    ),
-    var(
-        BODY_IDLE_TIMEOUT,
-        "60s",
-        "longest pause inside a request body (idle, not total)",
-    ),
-    var(MAX_CONNECTIONS, "512", "most connections served at once"),
-    var(NODE_LABELS, "", "node labels, k=v,k=v"),
-    var(
-        MAX_REPLICAS_PER_MODEL,
-        "1",
-        "replicas of one model this node accepts",
-    ),
-    var(
-        VRAM_BUDGET,
-        "",
-        "VRAM budget, sent to the frontend as given",
-    ),
-];
-
-static AGENT_VARS: &[VarInfo] = &[
-    V_TOKEN,
-    V_TOKEN_FILE,
-    V_AGENT_DIST_REQUIRE,
-    V_REGISTER_TO,
-    var(NODE_NAME, "agent-<hostname>", "registration name"),
-    V_HEARTBEAT,
-    V_NATS_URL,
-    V_NATS_REQUIRE,
-    V_NATS_JWT,
-    V_NATS_USER_SEED,
-    V_NATS_TOKEN,
-    V_NATS_USER,
-    V_NATS_PASSWORD,
-    V_NATS_NKEY_SEED,
-    V_NATS_CREDS_FILE,
-    V_NATS_SERVICE_JWT,
-    V_NATS_SERVICE_SEED,
-    V_NATS_TLS_CA,
-    V_NATS_TLS_CERT,
-    V_NATS_TLS_KEY,
-    var(API_URL, "LOCALAI_REGISTER_TO", "API base URL"),
-    secret(
-        API_TOKEN,
-        "API token (default: provisioned at registration)",
-    ),
-    var(
-        AGENT_SUBJECT,
-        DEFAULT_AGENT_SUBJECT,
-        "NATS subject of agent jobs",
-    ),
-    var(
-        AGENT_QUEUE,
-        DEFAULT_AGENT_QUEUE,
-        "NATS queue group of agent workers",
-    ),
-];
-
 fn is_known(role: Role, name: &str) -> bool {
     known_variables(role).iter().any(|v| v.name == name)
 }
@@ -1546,6 +1245,25 @@ impl<'a> Reader<'a> {
                 .map_err(|e| ConfigError::new(name, ConfigProblem::InvalidToken(e))),
         }
     }
+}
+
+fn parse_logging(r: &Reader<'_>) -> Result<LoggingConfig, ConfigError> {
+    let format = match r.text(LOG_FORMAT) {
+        None => LogFormat::Plain,
+        Some(v) if v.eq_ignore_ascii_case("plain") => LogFormat::Plain,
+        Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+        Some(v) => {
+            return Err(ConfigError::new(
+                LOG_FORMAT,
+                ConfigProblem::InvalidChoice {
+                    value: shown(v),
+                    choices: "plain or json",
+                },
+            ));
+        }
+    };
+    let filter = r.text(LOG_FILTER).unwrap_or(DEFAULT_LOG_FILTER).to_owned();
+    Ok(LoggingConfig { format, filter })
 }
 
 fn parse_registration(r: &Reader<'_>, host: &Host) -> Result<RegistrationConfig, ConfigError> {
@@ -1851,946 +1569,4 @@ fn clean_path(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn host() -> Host {
-        Host {
-            hostname: Some("node1".to_owned()),
-            pid: 42,
-        }
-    }
-
-    fn parse(role: Role, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::parse(
-            role,
-            &Vars::from_pairs(pairs.iter().copied()),
-            &FileContents::new(),
-            &host(),
-        )
-    }
-
-    fn parse_with_files(
-        role: Role,
-        pairs: &[(&str, &str)],
-        files: &[(&str, Result<&[u8], &str>)],
-    ) -> Result<Config, ConfigError> {
-        let mut contents = FileContents::new();
-        for (var, result) in files {
-            contents.insert(var, result.map(<[u8]>::to_vec).map_err(str::to_owned));
-        }
-        Config::parse(
-            role,
-            &Vars::from_pairs(pairs.iter().copied()),
-            &contents,
-            &host(),
-        )
-    }
-
-    fn worker(pairs: &[(&str, &str)]) -> WorkerConfig {
-        parse(Role::Worker, pairs)
-            .expect("valid worker configuration")
-            .worker
-            .expect("worker role has worker settings")
-    }
-
-    fn err(role: Role, pairs: &[(&str, &str)]) -> ConfigError {
-        parse(role, pairs).expect_err("configuration must be refused")
-    }
-
-    // -- Vars ----------------------------------------------------------------------------------
-
-    #[test]
-    fn empty_values_count_as_unset_and_last_pair_wins() {
-        let vars = Vars::from_pairs([(ADDR, "a:1"), (ADDR, "b:2"), (NODE_NAME, "")]);
-        assert_eq!(vars.get(ADDR), Some("b:2"));
-        assert_eq!(vars.get(NODE_NAME), None);
-        assert_eq!(vars.get("UNKNOWN"), None);
-    }
-
-    #[test]
-    fn files_to_read_lists_every_file_variable_that_is_set() {
-        let vars = Vars::from_pairs([
-            (REGISTRATION_TOKEN_FILE, "/run/token"),
-            (NATS_TLS_CA, "/ca.pem"),
-            (NATS_TLS_CERT, ""),
-            (NATS_CREDS_FILE, "/x.creds"),
-            (REGISTRATION_TOKEN, "tok"),
-        ]);
-        assert_eq!(
-            vars.files_to_read(),
-            vec![
-                (REGISTRATION_TOKEN_FILE, "/run/token".to_owned()),
-                (NATS_CREDS_FILE, "/x.creds".to_owned()),
-                (NATS_TLS_CA, "/ca.pem".to_owned()),
-            ]
-        );
-    }
-
-    #[test]
-    fn unknown_variables_are_ignored() {
-        let cfg = parse(
-            Role::Worker,
-            &[("LOCALAI_SOMETHING_ELSE", "x"), ("PATH", "/bin")],
-        );
-        assert!(cfg.is_ok());
-        // A variable of another role is ignored too: the agent worker has no registration switch.
-        let agent = parse(
-            Role::AgentWorker,
-            &[(REGISTRATION_REQUIRE_AUTH, "not-a-bool")],
-        )
-        .unwrap();
-        assert!(!agent.registration.require_auth);
-    }
-
-    #[test]
-    fn defaults_are_localai_defaults() {
-        let cfg = parse(Role::Worker, &[]).unwrap();
-        let w = cfg.worker.as_ref().unwrap();
-        assert_eq!(w.serve_addr, "0.0.0.0:50051");
-        assert_eq!(w.grpc_max_port, 65535);
-        assert_eq!(w.models_path, PathBuf::from("models"));
-        assert_eq!(w.max_upload_size, Some(53_687_091_200));
-        assert_eq!(w.max_replicas_per_model, 1);
-        assert_eq!(cfg.registration.heartbeat_interval, Duration::from_secs(10));
-        assert_eq!(cfg.registration.node_name, "node1");
-        assert!(cfg.registration.token.is_none());
-        assert!(cfg.nats.url.is_none());
-        assert_eq!(cfg.nats.credentials, NatsCredentials::None);
-
-        let f = parse(Role::Frontend, &[]).unwrap();
-        assert_eq!(f.frontend.as_ref().unwrap().address, ":8080");
-        assert_eq!(f.nats.worker_jwt_ttl, Duration::from_secs(86_400));
-
-        let a = parse(Role::AgentWorker, &[(REGISTER_TO, "http://fe:8080")]).unwrap();
-        let ac = a.agent.as_ref().unwrap();
-        assert_eq!(a.registration.node_name, "agent-node1");
-        assert_eq!(ac.subject, "agent.execute");
-        assert_eq!(ac.queue, "agent-workers");
-        assert_eq!(ac.api_url.as_deref(), Some("http://fe:8080"));
-    }
-
-    #[test]
-    fn node_name_falls_back_to_localhost_without_a_hostname() {
-        let cfg = Config::parse(
-            Role::Worker,
-            &Vars::default(),
-            &FileContents::new(),
-            &Host {
-                hostname: None,
-                pid: 1,
-            },
-        )
-        .unwrap();
-        assert_eq!(cfg.registration.node_name, "localhost");
-    }
-
-    #[test]
-    fn every_role_lists_its_variables_once() {
-        for role in Role::ALL {
-            let vars = known_variables(role);
-            for (i, v) in vars.iter().enumerate() {
-                assert!(
-                    v.name.starts_with("LOCALAI_") || v.name.starts_with("NODEGATE_"),
-                    "{}",
-                    v.name
-                );
-                assert!(!v.meaning.is_empty());
-                assert!(
-                    vars.iter().skip(i + 1).all(|w| w.name != v.name),
-                    "{} listed twice for {role}",
-                    v.name
-                );
-            }
-        }
-        assert!(!is_known(Role::AgentWorker, REGISTRATION_REQUIRE_AUTH));
-        assert!(!is_known(Role::Worker, NATS_SERVICE_JWT));
-        assert!(is_known(Role::Frontend, NATS_ACCOUNT_SEED));
-    }
-
-    // -- Booleans, durations, sizes -------------------------------------------------------------
-
-    #[test]
-    fn bools_accept_go_parsebool_and_yes_no_on_off() {
-        for v in [
-            "1", "t", "T", "TRUE", "true", "True", "yes", "YES", "On", "on",
-        ] {
-            assert_eq!(parse_bool(v), Ok(true), "{v}");
-        }
-        for v in [
-            "0", "f", "F", "FALSE", "false", "False", "no", "No", "OFF", "off",
-        ] {
-            assert_eq!(parse_bool(v), Ok(false), "{v}");
-        }
-        for v in ["tRUE", "2", "y", " true", "enabled"] {
-            assert!(parse_bool(v).is_err(), "{v}");
-        }
-    }
-
-    #[test]
-    fn a_bool_that_is_not_a_bool_names_the_variable() {
-        let e = err(Role::Worker, &[(DISTRIBUTED_REQUIRE_AUTH, "maybe")]);
-        assert_eq!(e.variable(), DISTRIBUTED_REQUIRE_AUTH);
-        assert!(
-            e.to_string()
-                .starts_with("LOCALAI_DISTRIBUTED_REQUIRE_AUTH: ")
-        );
-        assert!(e.to_string().contains("\"maybe\""));
-    }
-
-    #[test]
-    fn durations_use_go_syntax() {
-        let cases = [
-            ("10s", Duration::from_secs(10)),
-            ("1m30s", Duration::from_secs(90)),
-            ("500ms", Duration::from_millis(500)),
-            ("1h", Duration::from_secs(3600)),
-            ("1.5h", Duration::from_secs(5400)),
-            (".5s", Duration::from_millis(500)),
-            ("1.s", Duration::from_secs(1)),
-            ("0", Duration::ZERO),
-            ("+5s", Duration::from_secs(5)),
-            ("-0", Duration::ZERO),
-            ("2us", Duration::from_micros(2)),
-            ("2µs", Duration::from_micros(2)),
-            ("2μs", Duration::from_micros(2)),
-            ("3ns", Duration::from_nanos(3)),
-            ("1h2m3s4ms", Duration::from_millis(3_723_004)),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(parse_duration(text), Ok(expected), "{text}");
-        }
-        for text in [
-            "",
-            "10",
-            "s",
-            "1x",
-            "1.5",
-            ".s",
-            "1s2",
-            "- 1s",
-            "9999999999h",
-            "1e3s",
-        ] {
-            assert!(
-                matches!(
-                    parse_duration(text),
-                    Err(ConfigProblem::InvalidDuration { .. })
-                ),
-                "{text}"
-            );
-        }
-        assert!(matches!(
-            parse_duration("-5s"),
-            Err(ConfigProblem::NegativeDuration { .. })
-        ));
-    }
-
-    #[test]
-    fn negative_heartbeat_is_an_error_and_zero_means_default() {
-        // Spec §8.30: LocalAI panics on a negative heartbeat; nodegate refuses it.
-        let e = err(Role::Worker, &[(HEARTBEAT_INTERVAL, "-5s")]);
-        assert_eq!(e.variable(), HEARTBEAT_INTERVAL);
-        assert!(e.to_string().contains("negative"));
-        let e = err(Role::AgentWorker, &[(HEARTBEAT_INTERVAL, "soon")]);
-        assert_eq!(e.variable(), HEARTBEAT_INTERVAL);
-
-        let cfg = parse(Role::Worker, &[(HEARTBEAT_INTERVAL, "0")]).unwrap();
-        assert_eq!(cfg.registration.heartbeat_interval, Duration::from_secs(10));
-        let cfg = parse(Role::Worker, &[(HEARTBEAT_INTERVAL, "2s")]).unwrap();
-        assert_eq!(cfg.registration.heartbeat_interval, Duration::from_secs(2));
-    }
-
-    #[test]
-    fn worker_jwt_ttl_zero_means_24h_and_garbage_names_the_variable() {
-        let cfg = parse(Role::Frontend, &[(NATS_WORKER_JWT_TTL, "0")]).unwrap();
-        assert_eq!(cfg.nats.worker_jwt_ttl, DEFAULT_WORKER_JWT_TTL);
-        let cfg = parse(Role::Frontend, &[(NATS_WORKER_JWT_TTL, "1h")]).unwrap();
-        assert_eq!(cfg.nats.worker_jwt_ttl, Duration::from_secs(3600));
-        assert_eq!(
-            err(Role::Frontend, &[(NATS_WORKER_JWT_TTL, "forever")]).variable(),
-            NATS_WORKER_JWT_TTL
-        );
-    }
-
-    #[test]
-    fn sizes_accept_binary_suffixes_and_zero_is_unlimited() {
-        // SC-13: 0 = unlimited (LocalAI treats <= 0 as unlimited); negative is refused.
-        let cases = [
-            ("50GiB", Some(50u64 << 30)),
-            ("100M", Some(100 << 20)),
-            ("1073741824", Some(1 << 30)),
-            ("2k", Some(2048)),
-            ("3KB", Some(3072)),
-            ("1tib", Some(1 << 40)),
-            ("7B", Some(7)),
-            ("0", None),
-            ("0G", None),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(parse_size(text), Ok(expected), "{text}");
-        }
-        for text in [
-            "",
-            "G",
-            "1.5G",
-            "1 G",
-            "10X",
-            "1PiB",
-            "99999999999999999999",
-            "16777216T",
-        ] {
-            assert!(
-                matches!(parse_size(text), Err(ConfigProblem::InvalidSize { .. })),
-                "{text}"
-            );
-        }
-        assert!(matches!(
-            parse_size("-1"),
-            Err(ConfigProblem::NegativeSize { .. })
-        ));
-        let w = worker(&[
-            (HEADER_TIMEOUT, "2s"),
-            (BODY_IDLE_TIMEOUT, "1m"),
-            (MAX_CONNECTIONS, "8"),
-        ]);
-        assert_eq!(w.header_timeout, Duration::from_secs(2));
-        assert_eq!(w.body_idle_timeout, Duration::from_secs(60));
-        assert_eq!(w.max_connections, 8);
-        for (name, bad) in [(HEADER_TIMEOUT, "-1s"), (MAX_CONNECTIONS, "0")] {
-            assert_eq!(err(Role::Worker, &[(name, bad)]).variable(), name);
-        }
-        let w = worker(&[(MAX_UPLOAD_SIZE, "0")]);
-        assert_eq!(w.max_upload_size, None);
-        assert_eq!(
-            err(Role::Worker, &[(MAX_UPLOAD_SIZE, "-5")]).variable(),
-            MAX_UPLOAD_SIZE
-        );
-    }
-
-    // -- Registration token -------------------------------------------------------------------
-
-    #[test]
-    fn sc06_token_is_parsed_and_builds_the_bearer_policy() {
-        let cfg = parse(Role::Worker, &[(REGISTRATION_TOKEN, "s3cret")]).unwrap();
-        assert_eq!(cfg.registration.token.as_ref().unwrap().expose(), "s3cret");
-        assert_eq!(cfg.registration.token_source, Some(REGISTRATION_TOKEN));
-        assert!(!cfg.auth_policy().is_anonymous());
-        assert!(
-            parse(Role::Worker, &[])
-                .unwrap()
-                .auth_policy()
-                .is_anonymous()
-        );
-    }
-
-    #[test]
-    fn sc03_sc05_bad_tokens_name_the_variable_without_echoing_it() {
-        for value in ["   ", "\n", "to ken", "tök", "bad\"quote"] {
-            let e = err(Role::Worker, &[(REGISTRATION_TOKEN, value)]);
-            assert_eq!(e.variable(), REGISTRATION_TOKEN, "{value:?}");
-            assert!(matches!(e.problem(), ConfigProblem::InvalidToken(_)));
-            if value.trim().len() > 1 {
-                assert!(!e.to_string().contains(value.trim()), "{e}");
-            }
-        }
-    }
-
-    #[test]
-    fn sc04_token_file_has_its_trailing_newline_trimmed() {
-        for contents in [
-            &b"filetok\n"[..],
-            b"filetok\r\n",
-            b"filetok",
-            b"filetok\n\n",
-        ] {
-            let cfg = parse_with_files(
-                Role::Worker,
-                &[(REGISTRATION_TOKEN_FILE, "/run/secrets/token")],
-                &[(REGISTRATION_TOKEN_FILE, Ok(contents))],
-            )
-            .unwrap();
-            assert_eq!(cfg.registration.token.unwrap().expose(), "filetok");
-            assert_eq!(cfg.registration.token_source, Some(REGISTRATION_TOKEN_FILE));
-        }
-    }
-
-    #[test]
-    fn token_file_errors_name_the_variable_and_never_the_contents() {
-        let vars = [(REGISTRATION_TOKEN_FILE, "/run/t")];
-        let cases: [(Result<&[u8], &str>, &str); 5] = [
-            (Ok(b""), "empty"),
-            (Ok(b"\n"), "empty"),
-            (Ok(b"  secretpart\n"), "character"),
-            (Ok(b"\xff\xfe"), "UTF-8"),
-            (Err("permission denied"), "permission denied"),
-        ];
-        for (contents, expected) in cases {
-            let e = parse_with_files(Role::Worker, &vars, &[(REGISTRATION_TOKEN_FILE, contents)])
-                .unwrap_err();
-            assert_eq!(e.variable(), REGISTRATION_TOKEN_FILE);
-            let text = e.to_string();
-            assert!(text.contains(expected), "{text}");
-            assert!(!text.contains("secretpart"), "{text}");
-        }
-        // An adapter that forgot to read the file does not get a silently anonymous server.
-        let e = parse(Role::Worker, &vars).unwrap_err();
-        assert!(matches!(e.problem(), ConfigProblem::FileNotRead { .. }));
-    }
-
-    #[test]
-    fn token_and_token_file_together_are_refused() {
-        let e = parse_with_files(
-            Role::Frontend,
-            &[(REGISTRATION_TOKEN, "a"), (REGISTRATION_TOKEN_FILE, "/t")],
-            &[(REGISTRATION_TOKEN_FILE, Ok(b"b"))],
-        )
-        .unwrap_err();
-        assert_eq!(e.variable(), REGISTRATION_TOKEN_FILE);
-        assert!(e.to_string().contains(REGISTRATION_TOKEN));
-    }
-
-    #[test]
-    fn previous_token_is_accepted_only_next_to_a_current_one() {
-        let cfg = parse(
-            Role::Worker,
-            &[
-                (REGISTRATION_TOKEN, "new"),
-                (REGISTRATION_TOKEN_PREVIOUS, "old"),
-            ],
-        )
-        .unwrap();
-        match cfg.auth_policy() {
-            AuthPolicy::Bearer(set) => {
-                assert!(set.is_rotating());
-                assert!(set.accepts(b"old") && set.accepts(b"new"));
-            }
-            AuthPolicy::Anonymous => panic!("a token is configured"),
-        }
-        let e = err(Role::Frontend, &[(REGISTRATION_TOKEN_PREVIOUS, "old")]);
-        assert_eq!(e.variable(), REGISTRATION_TOKEN_PREVIOUS);
-        let e = err(
-            Role::Worker,
-            &[
-                (REGISTRATION_TOKEN, "new"),
-                (REGISTRATION_TOKEN_PREVIOUS, "o ld"),
-            ],
-        );
-        assert_eq!(e.variable(), REGISTRATION_TOKEN_PREVIOUS);
-    }
-
-    // -- NATS credentials and TLS -------------------------------------------------------------
-
-    #[test]
-    fn each_static_nats_mode_is_parsed() {
-        type Pairs<'a> = &'a [(&'a str, &'a str)];
-        let cases: [(Pairs<'_>, Option<&str>); 6] = [
-            (&[], None),
-            (&[(NATS_TOKEN, "t")], Some(NATS_TOKEN)),
-            (&[(NATS_USER, "u"), (NATS_PASSWORD, "p")], Some(NATS_USER)),
-            (&[(NATS_NKEY_SEED, "SUxyz")], Some(NATS_NKEY_SEED)),
-            (
-                &[(NATS_JWT, "eyJ"), (NATS_USER_SEED, "SUabc")],
-                Some(NATS_JWT),
-            ),
-            (&[(NATS_CREDS_FILE, "/c.creds")], Some(NATS_CREDS_FILE)),
-        ];
-        for role in Role::ALL {
-            for (pairs, expected) in cases {
-                let cfg =
-                    parse_with_files(role, pairs, &[(NATS_CREDS_FILE, Ok(b"creds"))]).unwrap();
-                assert_eq!(
-                    cfg.nats.credentials.variable(),
-                    expected,
-                    "{role} {pairs:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn sc08_half_pairs_name_the_missing_variable() {
-        // Spec §7.6: a JWT without seed is an error even when NATS auth is not required.
-        let cases = [
-            (Role::Worker, (NATS_JWT, "eyJ"), NATS_USER_SEED),
-            (Role::AgentWorker, (NATS_USER_SEED, "SU"), NATS_JWT),
-            (Role::Frontend, (NATS_USER, "u"), NATS_PASSWORD),
-            (Role::Worker, (NATS_PASSWORD, "p"), NATS_USER),
-            (
-                Role::AgentWorker,
-                (NATS_SERVICE_JWT, "eyJ"),
-                NATS_SERVICE_SEED,
-            ),
-            (Role::Frontend, (NATS_SERVICE_SEED, "SU"), NATS_SERVICE_JWT),
-        ];
-        for (role, set, missing) in cases {
-            let e = err(role, &[set]);
-            assert_eq!(e.variable(), missing, "{role} {set:?}");
-            assert!(e.to_string().contains(set.0), "{e}");
-            assert!(e.to_string().contains("must be set together"), "{e}");
-            assert!(!e.to_string().contains(set.1) || set.1.len() < 3, "{e}");
-        }
-    }
-
-    #[test]
-    fn sc08_tls_cert_and_key_must_be_paired() {
-        let e = err(Role::Worker, &[(NATS_TLS_CERT, "/c.pem")]);
-        assert_eq!(
-            e.to_string(),
-            "LOCALAI_NATS_TLS_KEY: is required when LOCALAI_NATS_TLS_CERT is set; the two must be set together"
-        );
-        let e = err(Role::Frontend, &[(NATS_TLS_KEY, "/k.pem")]);
-        assert_eq!(e.variable(), NATS_TLS_CERT);
-        let cfg = parse_with_files(
-            Role::AgentWorker,
-            &[
-                (NATS_TLS_CERT, "/c.pem"),
-                (NATS_TLS_KEY, "/k.pem"),
-                (NATS_TLS_CA, "/ca.pem"),
-            ],
-            &[
-                (NATS_TLS_CERT, Ok(b"cert")),
-                (NATS_TLS_KEY, Ok(b"key")),
-                (NATS_TLS_CA, Ok(b"ca")),
-            ],
-        )
-        .unwrap();
-        assert!(cfg.nats.tls_enabled());
-        assert_eq!(cfg.nats.tls.key.as_deref(), Some("/k.pem"));
-    }
-
-    #[test]
-    fn sc09_unreadable_nats_files_name_their_variable() {
-        for var in [NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY, NATS_CREDS_FILE] {
-            let mut pairs = vec![(var, "/missing")];
-            let mut files: Vec<(&str, Result<&[u8], &str>)> =
-                vec![(var, Err("No such file or directory (os error 2)"))];
-            if var == NATS_TLS_CERT {
-                pairs.push((NATS_TLS_KEY, "/k"));
-                files.push((NATS_TLS_KEY, Ok(b"k")));
-            }
-            if var == NATS_TLS_KEY {
-                pairs.push((NATS_TLS_CERT, "/c"));
-                files.push((NATS_TLS_CERT, Ok(b"c")));
-            }
-            let e = parse_with_files(Role::Worker, &pairs, &files).unwrap_err();
-            assert_eq!(e.variable(), var);
-            assert!(e.to_string().contains("/missing"), "{e}");
-            assert!(e.to_string().contains("No such file"), "{e}");
-        }
-    }
-
-    #[test]
-    fn two_static_nats_modes_are_refused_naming_both() {
-        let e = err(
-            Role::Worker,
-            &[(NATS_JWT, "eyJ"), (NATS_USER_SEED, "SU"), (NATS_TOKEN, "t")],
-        );
-        assert_eq!(e.variable(), NATS_TOKEN);
-        assert!(e.to_string().contains(NATS_JWT));
-        let e = err(
-            Role::Frontend,
-            &[
-                (NATS_NKEY_SEED, "SU"),
-                (NATS_USER, "u"),
-                (NATS_PASSWORD, "p"),
-            ],
-        );
-        assert_eq!(e.variable(), NATS_NKEY_SEED);
-        assert!(e.to_string().contains(NATS_USER));
-    }
-
-    #[test]
-    fn whitespace_only_nats_secrets_are_refused() {
-        assert_eq!(
-            err(Role::Worker, &[(NATS_TOKEN, "  ")]).variable(),
-            NATS_TOKEN
-        );
-        assert_eq!(
-            err(Role::Worker, &[(NATS_USER, " "), (NATS_PASSWORD, "p")]).variable(),
-            NATS_USER
-        );
-    }
-
-    #[test]
-    fn service_credentials_are_read_by_frontend_and_agent_only() {
-        let pairs = [(NATS_SERVICE_JWT, "eyJ"), (NATS_SERVICE_SEED, "SU")];
-        assert!(
-            parse(Role::Frontend, &pairs)
-                .unwrap()
-                .nats
-                .service
-                .is_some()
-        );
-        assert!(
-            parse(Role::AgentWorker, &pairs)
-                .unwrap()
-                .nats
-                .service
-                .is_some()
-        );
-        assert!(parse(Role::Worker, &pairs).unwrap().nats.service.is_none());
-    }
-
-    #[test]
-    fn distributed_frontend_requires_a_nats_url() {
-        // Spec §6.4 step 2.
-        let e = err(Role::Frontend, &[(DISTRIBUTED, "true")]);
-        assert_eq!(e.variable(), NATS_URL);
-        assert!(e.to_string().contains(DISTRIBUTED));
-        assert!(
-            parse(
-                Role::Frontend,
-                &[(DISTRIBUTED, "true"), (NATS_URL, "nats://n:4222")]
-            )
-            .is_ok()
-        );
-    }
-
-    // -- Ports and addresses (spec §2.2, §7.7) -------------------------------------------------
-
-    #[test]
-    fn s7_7_base_port_addr_wins_then_serve_addr_then_50051() {
-        let cases: [(&[(&str, &str)], u16); 7] = [
-            (
-                &[(ADDR, "worker1:60000"), (SERVE_ADDR, "0.0.0.0:50051")],
-                60000,
-            ),
-            (&[(SERVE_ADDR, "0.0.0.0:50051")], 50051),
-            (&[], 50051),
-            (&[(ADDR, "10.0.0.5:7000")], 7000),
-            (&[(ADDR, "[2001:db8::1]:7001")], 7001),
-            (&[(ADDR, "worker1:abc"), (SERVE_ADDR, "0.0.0.0:9999")], 9999),
-            (
-                &[(ADDR, "worker1:70000"), (SERVE_ADDR, "0.0.0.0:9998")],
-                9998,
-            ),
-        ];
-        for (pairs, expected) in cases {
-            assert_eq!(worker(pairs).base_port(), expected, "{pairs:?}");
-        }
-        let w = worker(&[(ADDR, "w:0"), (SERVE_ADDR, "bad")]);
-        assert_eq!(w.base_port(), 50051);
-        assert_eq!(w.unusable_port_vars(), vec![ADDR, SERVE_ADDR]);
-        assert_eq!(w.base_port_source(), None);
-        let w = worker(&[(ADDR, "w:60000")]);
-        assert_eq!(w.base_port_source(), Some(ADDR));
-        assert!(w.unusable_port_vars().is_empty());
-    }
-
-    #[test]
-    fn s7_7_advertise_address() {
-        let w = worker(&[(ADVERTISE_ADDR, "public:1"), (ADDR, "10.0.0.5:60000")]);
-        assert_eq!(w.advertise("node1"), "public:1");
-        let w = worker(&[(ADDR, "10.0.0.5:60000")]);
-        assert_eq!(w.advertise("node1"), "10.0.0.5:60000");
-        let w = worker(&[]);
-        assert_eq!(w.advertise("myhost"), "myhost:50051");
-        assert_eq!(w.advertise(""), "localhost:50051");
-    }
-
-    #[test]
-    fn s7_7_http_bind() {
-        let w = worker(&[(HTTP_ADDR, "127.0.0.1:9000"), (ADDR, "worker1:60000")]);
-        assert_eq!(w.http_bind(), "127.0.0.1:9000");
-        assert_eq!(
-            worker(&[(ADDR, "worker1:60000")]).http_bind(),
-            "0.0.0.0:59999"
-        );
-        assert_eq!(
-            worker(&[(SERVE_ADDR, "0.0.0.0:50051")]).http_bind(),
-            "0.0.0.0:50050"
-        );
-        assert_eq!(worker(&[]).http_bind(), "0.0.0.0:50050");
-    }
-
-    #[test]
-    fn s7_7_http_advertise() {
-        let w = worker(&[
-            (ADVERTISE_HTTP_ADDR, "files.example.com:80"),
-            (ADDR, "w:60000"),
-        ]);
-        assert_eq!(w.advertise_http("node1"), "files.example.com:80");
-        let w = worker(&[(ADDR, "worker1.example.com:60000")]);
-        assert_eq!(w.advertise_http("node1"), "worker1.example.com:59999");
-        // The port comes from the base port, not from the advertise address.
-        let w = worker(&[
-            (ADVERTISE_ADDR, "public.example.com:60000"),
-            (ADDR, "10.0.0.5:60000"),
-        ]);
-        assert_eq!(w.advertise_http("node1"), "public.example.com:59999");
-        let w = worker(&[
-            (ADVERTISE_ADDR, "public.example.com:1234"),
-            (ADDR, "10.0.0.5:7000"),
-        ]);
-        assert_eq!(w.advertise_http("node1"), "public.example.com:6999");
-        let w = worker(&[(ADDR, "[2001:db8::1]:7001")]);
-        assert_eq!(w.advertise_http("node1"), "[2001:db8::1]:7000");
-        let w = worker(&[]);
-        assert_eq!(w.advertise_http("myhost"), "myhost:50050");
-        // An advertise address without a port: host falls back to localhost.
-        let w = worker(&[(ADVERTISE_ADDR, "public.example.com")]);
-        assert_eq!(w.advertise_http("node1"), "localhost:50050");
-    }
-
-    #[test]
-    fn s8_33_base_port_1_is_refused_naming_its_variable() {
-        assert_eq!(err(Role::Worker, &[(ADDR, "w:1")]).variable(), ADDR);
-        let e = err(Role::Worker, &[(SERVE_ADDR, "0.0.0.0:1")]);
-        assert_eq!(e.variable(), SERVE_ADDR);
-        assert!(e.to_string().contains("port 0"), "{e}");
-        // Both derived addresses given explicitly: base port 1 is harmless.
-        let w = worker(&[
-            (ADDR, "w:1"),
-            (HTTP_ADDR, "0.0.0.0:8000"),
-            (ADVERTISE_HTTP_ADDR, "w:8000"),
-        ]);
-        assert_eq!(w.base_port(), 1);
-    }
-
-    #[test]
-    fn invalid_http_addr_is_refused() {
-        for value in [
-            "0.0.0.0",
-            "0.0.0.0:0",
-            "host:70000",
-            "host:http",
-            "::1:80",
-            "[::1]",
-        ] {
-            let e = err(Role::Worker, &[(HTTP_ADDR, value)]);
-            assert_eq!(e.variable(), HTTP_ADDR, "{value}");
-        }
-        for value in [":8000", "[::]:8000", "localhost:1"] {
-            assert_eq!(worker(&[(HTTP_ADDR, value)]).http_bind(), value);
-        }
-    }
-
-    #[test]
-    fn grpc_max_port_zero_means_65535_and_must_not_be_below_base() {
-        assert_eq!(worker(&[(GRPC_MAX_PORT, "0")]).grpc_max_port, 65535);
-        assert_eq!(worker(&[(GRPC_MAX_PORT, "50100")]).grpc_max_port, 50100);
-        assert_eq!(
-            err(Role::Worker, &[(GRPC_MAX_PORT, "65536")]).variable(),
-            GRPC_MAX_PORT
-        );
-        assert_eq!(
-            err(Role::Worker, &[(GRPC_MAX_PORT, "-1")]).variable(),
-            GRPC_MAX_PORT
-        );
-        let e = err(Role::Worker, &[(GRPC_MAX_PORT, "50000")]);
-        assert!(matches!(
-            e.problem(),
-            ConfigProblem::MaxPortBelowBase { base: 50051, .. }
-        ));
-    }
-
-    #[test]
-    fn host_port_split_and_join_follow_go() {
-        assert_eq!(split_host_port("a:1"), Some(("a", "1")));
-        assert_eq!(split_host_port(":1"), Some(("", "1")));
-        assert_eq!(split_host_port("[::1]:80"), Some(("::1", "80")));
-        assert_eq!(split_host_port("::1:80"), None);
-        assert_eq!(split_host_port("a"), None);
-        assert_eq!(split_host_port("[::1]"), None);
-        assert_eq!(join_host_port("::1", 80), "[::1]:80");
-        assert_eq!(join_host_port("a", 80), "a:80");
-        assert_eq!(port_of("w:+7000"), Some(7000));
-        assert_eq!(port_of("w:-1"), None);
-        assert_eq!(port_of("w:"), None);
-    }
-
-    // -- Directories and other worker settings --------------------------------------------------
-
-    #[test]
-    fn staging_and_data_are_siblings_of_models_cleaned_like_go() {
-        let cases = [
-            ("/models", "/models", "/staging", "/data"),
-            ("models", "models", "staging", "data"),
-            (
-                "/srv/ai/models/",
-                "/srv/ai/models",
-                "/srv/ai/staging",
-                "/srv/ai/data",
-            ),
-            (
-                "/srv/./ai//models",
-                "/srv/ai/models",
-                "/srv/ai/staging",
-                "/srv/ai/data",
-            ),
-            (".", ".", "../staging", "../data"),
-            ("/", "/", "/staging", "/data"),
-            ("../m", "../m", "../staging", "../data"),
-        ];
-        for (models, m, s, d) in cases {
-            let w = worker(&[(MODELS_PATH, models)]);
-            assert_eq!(w.models_path, PathBuf::from(models));
-            assert_eq!(w.models_dir(), PathBuf::from(m), "{models}");
-            assert_eq!(w.staging_dir(), PathBuf::from(s), "{models}");
-            assert_eq!(w.data_dir(), PathBuf::from(d), "{models}");
-        }
-    }
-
-    #[test]
-    fn labels_replicas_and_vram_budget() {
-        let w = worker(&[
-            (NODE_LABELS, "gpu=a100, zone=eu ,,"),
-            (MAX_REPLICAS_PER_MODEL, "3"),
-            (VRAM_BUDGET, "80%"),
-        ]);
-        assert_eq!(w.node_labels.get("gpu").map(String::as_str), Some("a100"));
-        assert_eq!(w.node_labels.get("zone").map(String::as_str), Some("eu"));
-        assert_eq!(w.max_replicas_per_model, 3);
-        assert_eq!(w.vram_budget.as_deref(), Some("80%"));
-        assert_eq!(
-            err(Role::Worker, &[(NODE_LABELS, "gpu")]).variable(),
-            NODE_LABELS
-        );
-        assert_eq!(
-            err(Role::Worker, &[(NODE_LABELS, "=x")]).variable(),
-            NODE_LABELS
-        );
-        assert_eq!(
-            err(Role::Worker, &[(MAX_REPLICAS_PER_MODEL, "many")]).variable(),
-            MAX_REPLICAS_PER_MODEL
-        );
-    }
-
-    // -- Secrets --------------------------------------------------------------------------------
-
-    #[test]
-    fn secrets_never_appear_in_debug_output() {
-        let pairs = [
-            (REGISTRATION_TOKEN, "regTOKENsecret"),
-            (REGISTRATION_TOKEN_PREVIOUS, "prevTOKENsecret"),
-            (NATS_URL, "nats://alice:urlPASSsecret@nats:4222"),
-            (NATS_USER, "alice"),
-            (NATS_PASSWORD, "natsPASSsecret"),
-            (NATS_SERVICE_JWT, "serviceJWTsecret"),
-            (NATS_SERVICE_SEED, "serviceSEEDsecret"),
-            (NATS_ACCOUNT_SEED, "accountSEEDsecret"),
-        ];
-        let cfg = parse(Role::Frontend, &pairs).unwrap();
-        let text = format!("{cfg:?}");
-        for (_, value) in &pairs[..] {
-            if value.contains("secret") {
-                assert!(!text.contains(value), "{value} leaked in {text}");
-            }
-        }
-        assert!(!text.contains("urlPASSsecret"), "{text}");
-        assert!(text.contains("nats://***:***@nats:4222"), "{text}");
-        let vars = Vars::from_pairs(pairs);
-        assert!(!format!("{vars:?}").contains("secret"));
-        let mut files = FileContents::new();
-        files.insert(REGISTRATION_TOKEN_FILE, Ok(b"fileTOKENsecret".to_vec()));
-        assert!(!format!("{files:?}").contains("secret"));
-        let agent = parse(
-            Role::AgentWorker,
-            &[
-                (API_TOKEN, "apiTOKENsecret"),
-                (NATS_NKEY_SEED, "nkeySEEDsecret"),
-            ],
-        )
-        .unwrap();
-        assert!(!format!("{agent:?}").contains("secret"));
-    }
-
-    #[test]
-    fn redact_userinfo_masks_credentials_in_urls() {
-        assert_eq!(
-            redact_userinfo("nats://u:p@h:4222"),
-            "nats://***:***@h:4222"
-        );
-        assert_eq!(redact_userinfo("nats://tok@h"), "nats://***:***@h");
-        assert_eq!(redact_userinfo("http://h:8080/a@b"), "http://h:8080/a@b");
-        assert_eq!(redact_userinfo("nats://h:4222"), "nats://h:4222");
-        assert_eq!(redact_userinfo("no-scheme@x"), "***:***@x");
-        assert_eq!(
-            redact_userinfo("worker:pa55@nats:4222"),
-            "***:***@nats:4222"
-        );
-    }
-
-    fn any_value() -> impl proptest::strategy::Strategy<Value = String> {
-        use proptest::prelude::*;
-        prop_oneof![
-            Just(String::new()),
-            Just("true".to_owned()),
-            Just("0".to_owned()),
-            Just("1".to_owned()),
-            Just("-1s".to_owned()),
-            Just("[::1]:1".to_owned()),
-            Just("w:65535".to_owned()),
-            Just("10GiB".to_owned()),
-            "[0-9]{1,25}[a-zA-Zµ.:]{0,4}",
-            "[ -~]{0,16}",
-            "\\PC{0,12}",
-        ]
-    }
-
-    fn any_name() -> impl proptest::strategy::Strategy<Value = String> {
-        use proptest::prelude::*;
-        let names: Vec<String> = Role::ALL
-            .iter()
-            .flat_map(|&r| known_variables(r).iter().map(|v| v.name.to_owned()))
-            .collect();
-        prop_oneof![4 => proptest::sample::select(names), 1 => "[A-Z_]{0,12}"]
-    }
-
-    proptest::proptest! {
-        /// Parsing never panics, whatever the pairs, files and host.
-        #[test]
-        fn parse_never_panics(
-            pairs in proptest::collection::vec((any_name(), any_value()), 0..24),
-            file_results in proptest::collection::vec(
-                proptest::option::of(proptest::result::maybe_ok(
-                    proptest::collection::vec(proptest::num::u8::ANY, 0..12), "[ -~]{0,8}")),
-                FILE_VARS.len()),
-            hostname in proptest::option::of("\\PC{0,8}"),
-        ) {
-            let vars = Vars::from_pairs(pairs);
-            let mut files = FileContents::new();
-            for (var, result) in FILE_VARS.iter().zip(file_results) {
-                if let Some(result) = result {
-                    files.insert(var, result);
-                }
-            }
-            let host = Host { hostname, pid: 7 };
-            for role in Role::ALL {
-                if let Ok(cfg) = Config::parse(role, &vars, &files, &host) {
-                    let _ = cfg.auth_policy();
-                    if let Some(w) = &cfg.worker {
-                        let _ = (w.http_bind(), w.advertise("h"), w.advertise_http("h"));
-                        let _ = (w.staging_dir(), w.data_dir(), w.unusable_port_vars());
-                    }
-                }
-            }
-        }
-
-        /// Parse errors never contain a secret value, and always name a variable the role knows.
-        #[test]
-        fn errors_never_leak_secrets(
-            pairs in proptest::collection::vec((any_name(), any_value()), 0..16),
-            secret_suffix in "[ -~]{0,8}",
-        ) {
-            for role in Role::ALL {
-                let mut all = pairs.clone();
-                for info in known_variables(role).iter().filter(|v| v.secret) {
-                    all.push((info.name.to_owned(), format!("SeCrEtVaLuE{secret_suffix}")));
-                }
-                let vars = Vars::from_pairs(all);
-                match Config::parse(role, &vars, &FileContents::new(), &host()) {
-                    Err(e) => {
-                        proptest::prop_assert!(!e.to_string().contains("SeCrEtVaLuE"), "{}", e);
-                        proptest::prop_assert!(is_known(role, e.variable()), "{}", e);
-                    }
-                    Ok(cfg) => {
-                        let text = format!("{:?}", cfg);
-                        proptest::prop_assert!(!text.contains("SeCrEtVaLuE"));
-                    }
-                }
-            }
-        }
-    }
-}
+mod tests;

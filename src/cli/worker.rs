@@ -1,0 +1,99 @@
+//! `nodegate worker`: the supervisor worker on tokio + hyper.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use tracing::error;
+
+use super::{EXIT_CONFIG, EXIT_FAILED, preflight, refuse_setting};
+use crate::config::{Config, ConfigError, ConfigProblem, Host, MODELS_PATH};
+use crate::keys::Roots;
+use crate::posture::Posture;
+use crate::request::ServerPolicy;
+use crate::tokio_adapter::member::{self, WorkerSetup};
+use crate::tokio_adapter::{Limits, LogStore, ServerConfig};
+
+/// Runs the supervisor worker to its exit status.
+pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
+    // A file-size limit (RLIMIT_FSIZE) must fail the upload with EFBIG, not kill the worker:
+    // listening for SIGXFSZ replaces its default action for the life of the process.
+    let _file_size_signal =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
+    let Some(worker) = config.worker.as_ref() else {
+        error!("no worker settings: Config::parse(Role::Worker) always yields them");
+        return EXIT_FAILED;
+    };
+    let roots = match roots(
+        &worker.models_path,
+        &worker.staging_dir(),
+        &worker.data_dir(),
+    ) {
+        Ok(roots) => roots,
+        Err(error) => {
+            let error = ConfigError::new(
+                MODELS_PATH,
+                ConfigProblem::UnusableDirectory {
+                    path: worker.models_path.display().to_string(),
+                    reason: format!("cannot be made absolute: {error}"),
+                },
+            );
+            let _ = refuse_setting(program, &error, true);
+            return EXIT_CONFIG;
+        }
+    };
+    // A refused posture is the start-up machine's to report (before anything is bound or
+    // created); otherwise the address and the roots are checked here, so that what cannot be
+    // used is reported as the setting to change rather than as an I/O error.
+    if Posture::evaluate(&config).refusal().is_none()
+        && let Err(error) = preflight::worker(worker, &roots)
+    {
+        let _ = refuse_setting(program, &error, true);
+        return EXIT_CONFIG;
+    }
+    let limits = Limits {
+        header_read_timeout: worker.header_timeout,
+        body_idle_timeout: worker.body_idle_timeout,
+        max_connections: worker.max_connections,
+        shutdown_grace: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let setup = WorkerSetup {
+        server: ServerConfig {
+            policy: ServerPolicy {
+                auth: config.auth_policy(),
+                max_upload: worker.max_upload_size,
+            },
+            roots,
+            limits,
+            logs: LogStore::new(),
+            readiness: None,
+        },
+        bind: worker.http_bind(),
+    };
+    member::run_worker(config, host, setup).await
+}
+
+/// Makes the three roots absolute (relative to the current directory) and lexically clean.
+fn roots(models: &Path, staging: &Path, data: &Path) -> std::io::Result<Roots> {
+    let cwd = std::env::current_dir()?;
+    let absolute = |p: &Path| clean(&cwd.join(p));
+    Ok(Roots {
+        models: absolute(models),
+        staging: absolute(staging),
+        data: absolute(data),
+    })
+}
+
+fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
