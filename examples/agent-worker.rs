@@ -80,7 +80,10 @@ fn main() -> ExitCode {
                 }
             });
         }
-        info!(node = agent.node_id(), "agent worker is serving its subjects");
+        info!(
+            node = agent.node_id(),
+            "agent worker is serving its subjects"
+        );
         ExitCode::from(agent.wait().await)
     })
 }

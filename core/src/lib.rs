@@ -17,7 +17,8 @@
 //! - [`startup`]: the life of a worker or agent worker as a state machine (register, serve,
 //!   connect NATS, heartbeat, refresh credentials, drain, deregister);
 //! - [`node_files`]: the worker's NATS file-staging requests and replies;
-//! - [`response`]: every response described as data.
+//! - [`response`]: every response described as data;
+//! - [`roots`]: which storage roots may be served (not `/`, not nested).
 //!
 //! ## What this crate does not do
 //! It performs no I/O: no sockets, no files, no environment, no clock, no async runtime. Time,
@@ -38,5 +39,6 @@ pub mod range;
 pub mod registration;
 pub mod request;
 pub mod response;
+pub mod roots;
 pub mod startup;
 pub mod upload;

@@ -42,6 +42,9 @@ const WRITE_QUEUE: usize = 32;
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// Bytes written between two background flushes of an upload.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
+/// Directory entries the start-up sweep of each root looks at, at most (a few seconds of
+/// work even on a slow disk; a model root holds far fewer).
+const SWEEP_MAX_ENTRIES: usize = 200_000;
 /// Read size when hashing a file.
 const HASH_CHUNK: usize = 1024 * 1024;
 
@@ -55,6 +58,8 @@ pub(crate) struct Files {
 
 impl Files {
     pub(crate) fn open(roots: &Roots) -> Result<Self, StartError> {
+        // Refuse `/` and nested roots before creating anything.
+        nodegate_core::roots::check_roots(roots).map_err(StartError::Roots)?;
         let open = |name: &'static str, root: Root| {
             let path = roots.dir(root);
             RootDir::open_or_create(path)
@@ -72,21 +77,59 @@ impl Files {
             data: open("data", Root::Data)?,
             locks: KeyLocks::default(),
         };
-        for (name, dir) in [
-            ("models", &files.models),
-            ("staging", &files.staging),
-            ("data", &files.data),
-        ] {
-            match dir.remove_orphans(keys::is_temp_name) {
-                Ok(0) => {}
-                Ok(count) => info!(
-                    root = name,
-                    count, "removed temp files of interrupted uploads"
-                ),
+        // Again on the resolved paths: a symbolic link can nest roots that look apart.
+        let resolved = |root: Root| std::fs::canonicalize(roots.dir(root));
+        if let (Ok(models), Ok(staging), Ok(data)) = (
+            resolved(Root::Models),
+            resolved(Root::Staging),
+            resolved(Root::Data),
+        ) {
+            nodegate_core::roots::check_roots(&Roots {
+                models,
+                staging,
+                data,
+            })
+            .map_err(StartError::Roots)?;
+        }
+        for (name, root, dir) in files.named() {
+            dir.check_writable()
+                .map_err(|error| StartError::NotWritable {
+                    name,
+                    path: roots.dir(root).to_path_buf(),
+                    error,
+                })?;
+        }
+        for (name, _, dir) in files.named() {
+            match dir.remove_orphans_bounded(keys::is_temp_name, SWEEP_MAX_ENTRIES) {
+                Ok(sweep) => {
+                    if sweep.removed > 0 {
+                        info!(
+                            root = name,
+                            count = sweep.removed,
+                            "removed temp files of interrupted uploads"
+                        );
+                    }
+                    if !sweep.complete {
+                        warn!(
+                            root = name,
+                            visited = sweep.visited,
+                            "the root holds more entries than the start-up sweep looks at; \
+                             temp files of interrupted uploads further in stay until removed"
+                        );
+                    }
+                }
                 Err(error) => warn!(root = name, error = %error, "could not clean temp files"),
             }
         }
         Ok(files)
+    }
+
+    fn named(&self) -> [(&'static str, Root, &Arc<RootDir>); 3] {
+        [
+            ("models", Root::Models, &self.models),
+            ("staging", Root::Staging, &self.staging),
+            ("data", Root::Data, &self.data),
+        ]
     }
 
     fn dir(&self, root: Root) -> Arc<RootDir> {
@@ -307,38 +350,32 @@ impl Files {
         let created = {
             let dir = dir.clone();
             let temp = temp.clone();
-            blocking(move || dir.create_new(&temp, 0o640)).await
+            blocking(move || dir.create_temp(&temp, 0o640)).await
         };
-        let file = match created {
-            Ok(file) => file,
+        // Every way out of this function that does not publish drops `guard`, which unlinks the
+        // temp file through its directory handle: a failed body, a refused hash, a failed
+        // publish (a parent swapped for a symlink), and this future being dropped mid-upload.
+        let (file, mut guard) = match created {
+            Ok(created) => created,
             Err(error) => return write_error(&error),
         };
         let outcome = stream_body(body, file, None, max_len, idle).await;
-        let cleanup = |dir: Arc<RootDir>, temp: String| async move {
-            let _ = blocking(move || dir.remove_file(&temp)).await;
-        };
         let written = match outcome {
             Streamed::Done { hash, written } => (hash, written),
-            failed => {
-                cleanup(dir.clone(), temp).await;
-                return failed.reply(request);
-            }
+            failed => return failed.reply(request),
         };
         match upload::finish_full(request, written.0, written.1) {
             Finish::Publish { sha256 } => {
-                let _guard = self.locks.lock(target).await;
+                let _lock = self.locks.lock(target).await;
                 match publish(dir, target, &temp, sha256, true).await {
-                    Ok(()) => upload::upload_ok(&self.local_path(target)),
-                    Err(error) => {
-                        cleanup(dir.clone(), temp).await;
-                        write_error(&error)
+                    Ok(()) => {
+                        guard.keep();
+                        upload::upload_ok(&self.local_path(target))
                     }
+                    Err(error) => write_error(&error),
                 }
             }
-            Finish::Refuse { reply, .. } => {
-                cleanup(dir.clone(), temp).await;
-                reply
-            }
+            Finish::Refuse { reply, .. } => reply,
         }
     }
 

@@ -85,6 +85,18 @@ pub enum StartError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The roots are refused as a set (one is `/`, or one lies inside another).
+    Roots(nodegate_core::roots::RootsRefusal),
+    /// A root exists but does not take writes: serving it would report ready and then fail
+    /// every upload.
+    NotWritable {
+        /// Which root (`models`, `staging`, `data`).
+        name: &'static str,
+        /// The absolute path.
+        path: std::path::PathBuf,
+        /// Why the write probe failed.
+        error: crate::store::StoreError,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -97,6 +109,14 @@ impl std::fmt::Display for StartError {
                     path.display()
                 )
             }
+            Self::Roots(refusal) => write!(f, "refusing the storage directories: {refusal}"),
+            Self::NotWritable { name, path, error } => write!(
+                f,
+                "the {name} directory {} does not take writes ({error}); make it writable, or \
+                 set {} to a writable directory",
+                path.display(),
+                nodegate_core::config::MODELS_PATH
+            ),
         }
     }
 }
