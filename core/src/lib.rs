@@ -12,6 +12,7 @@
 //! - [`upload`]: `Content-Range` and hash headers, and the resumable-upload planner;
 //! - [`range`]: `Range` resolution of downloads (206 / 416);
 //! - [`logs`]: backend log ring buffers and their JSON frames;
+//! - [`refusal_log`]: refusal logs aggregated per reason and remote, one line per interval;
 //! - [`request`]: classification of request heads into commands, auth first;
 //! - [`registration`]: the bodies of `/api/node/*` and the meaning of the frontend's answers;
 //! - [`startup`]: the life of a worker or agent worker as a state machine (register, serve,
@@ -36,6 +37,7 @@ pub mod logs;
 pub mod node_files;
 pub mod posture;
 pub mod range;
+pub mod refusal_log;
 pub mod registration;
 pub mod request;
 pub mod response;

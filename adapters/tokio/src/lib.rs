@@ -25,6 +25,7 @@ mod files;
 mod linger;
 pub mod logs;
 pub mod member;
+mod refusals;
 pub mod server;
 pub mod store;
 

@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use nodegate_core::keys::Roots;
+use nodegate_core::refusal_log;
 use nodegate_core::request::{self as proto, Command, RefusalReason, ServerPolicy};
 use nodegate_core::response::Reply;
 use tokio::net::TcpListener;
@@ -22,6 +23,7 @@ use crate::body::ResponseBody;
 use crate::files::Files;
 use crate::linger::{Linger, Lingering};
 use crate::logs::LogStore;
+use crate::refusals::Refusals;
 
 /// A readiness probe: `Ok` when the worker can take work, else the reason.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -44,6 +46,10 @@ pub struct Limits {
     pub early_answer_linger: Duration,
     /// Most body bytes read and discarded during that time.
     pub early_answer_drain: u64,
+    /// Refused requests are logged in full once per reason and remote address, then counted:
+    /// one summary line per key and interval (a 401 flood is not a log flood). Zero logs
+    /// every refusal.
+    pub refusal_log_interval: Duration,
 }
 
 impl Default for Limits {
@@ -55,6 +61,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(5),
             early_answer_linger: Duration::from_millis(500),
             early_answer_drain: 16 * 1024 * 1024,
+            refusal_log_interval: refusal_log::DEFAULT_INTERVAL,
         }
     }
 }
@@ -135,6 +142,7 @@ pub(crate) struct Shared {
     pub(crate) logs: LogStore,
     pub(crate) readiness: Option<Readiness>,
     pub(crate) limits: Limits,
+    pub(crate) refusals: Refusals,
 }
 
 impl Server {
@@ -151,6 +159,7 @@ impl Server {
                 files,
                 logs: config.logs,
                 readiness: config.readiness,
+                refusals: Refusals::new(config.limits.refusal_log_interval),
                 limits: config.limits,
             }),
             listener,
@@ -175,6 +184,10 @@ impl Server {
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
+        let summaries = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.refusals.run().await }
+        });
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -243,6 +256,7 @@ impl Server {
         })
         .await;
         connections.abort_all();
+        summaries.abort();
         info!("file transfer server stopped");
     }
 }
@@ -276,7 +290,13 @@ async fn dispatch(
     let command = match proto::classify(&parts, &shared.policy) {
         Ok(command) => command,
         Err(refusal) => {
-            log_refusal(&parts, remote, &refusal.reason, refusal.reply.status);
+            log_refusal(
+                &shared.refusals,
+                &parts,
+                remote,
+                &refusal.reason,
+                refusal.reply.status,
+            );
             return reply(refusal.reply, &parts.method);
         }
     };
@@ -391,11 +411,15 @@ pub(crate) fn reply(answer: Reply, method: &http::Method) -> Response<ResponseBo
 }
 
 fn log_refusal(
+    refusals: &Refusals,
     parts: &http::request::Parts,
     remote: SocketAddr,
     reason: &RefusalReason,
     status: StatusCode,
 ) {
+    if !refusals.record(reason.label(), remote.ip()) {
+        return;
+    }
     let method = parts.method.as_str();
     // The path is logged escaped so a key cannot inject control characters into the log.
     let path = parts.uri.path().escape_debug().to_string();
