@@ -4,6 +4,8 @@
 //! inference clusters. Every decision of the system lives here as a pure function or a value:
 //!
 //! - [`config`]: typed configuration of the three roles, parsed from (name, value) pairs;
+//! - [`connections`]: which connections to shed when the server is full (heads and idle
+//!   keep-alives first, oldest first), and the cap on upgraded log streams;
 //! - [`posture`]: one evaluation per role — protected, anonymous (with loud warnings) or refused;
 //! - [`auth`]: bearer-token checks with digests compared in constant time;
 //! - [`jwt`]: NATS JWTs as data — worker permissions, minting through a caller's signer,
@@ -31,6 +33,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod jwt;
 pub mod keys;
 pub mod logs;

@@ -27,6 +27,7 @@ pub mod logs;
 pub mod member;
 mod refusals;
 pub mod server;
+mod shedding;
 pub mod store;
 
 pub use body::ResponseBody;
