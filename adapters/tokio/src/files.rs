@@ -23,8 +23,8 @@ use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
-    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, NoRoom, Sha256, Sidecar,
-    UploadPlan, UploadRequest,
+    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, MinRate, NoRoom, RateCheck,
+    RateVerdict, Sha256, Sidecar, UploadPlan, UploadRequest,
 };
 use sha2::Digest as _;
 use tokio::sync::{OwnedMutexGuard, mpsc};
@@ -246,7 +246,7 @@ impl Files {
         target: &Target,
         request: &UploadRequest,
         body: Incoming,
-        idle: Duration,
+        idle: BodyLimits,
         remote: SocketAddr,
     ) -> Reply {
         info!(
@@ -343,7 +343,7 @@ impl Files {
         target: &Target,
         request: &UploadRequest,
         body: Incoming,
-        idle: Duration,
+        idle: BodyLimits,
         max_len: Option<u64>,
     ) -> Reply {
         let temp = target.temp(nonce());
@@ -389,7 +389,7 @@ impl Files {
         target: &Target,
         request: &UploadRequest,
         body: Incoming,
-        idle: Duration,
+        idle: BodyLimits,
         step: AppendStep,
         _guard: OwnedMutexGuard<()>,
     ) -> Reply {
@@ -523,6 +523,15 @@ impl Files {
         })
         .await
     }
+}
+
+/// How slow a request body may be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// Longest pause between two pieces.
+    pub(crate) idle: Duration,
+    /// Slowest average over a window.
+    pub(crate) min_rate: MinRate,
 }
 
 struct AppendStep {
@@ -667,6 +676,8 @@ enum Streamed {
     TooLarge,
     /// The client paused longer than the idle timeout.
     Idle,
+    /// The client sent slower than the minimum rate over a whole window.
+    TooSlow(MinRate),
     /// The client broke the body (disconnect, bad chunk).
     Broken,
     /// The disk refused the bytes.
@@ -682,6 +693,7 @@ impl Streamed {
                 StatusCode::REQUEST_TIMEOUT,
                 "request body stalled; resume the upload",
             ),
+            Self::TooSlow(min) => upload::too_slow(min),
             Self::Broken => Reply::error(StatusCode::BAD_REQUEST, "request body ended early"),
             Self::Disk(error) => write_error(&error),
         }
@@ -696,8 +708,11 @@ async fn stream_body(
     file: std::fs::File,
     exact: Option<u64>,
     max_len: Option<u64>,
-    idle: Duration,
+    limits: BodyLimits,
 ) -> Streamed {
+    let idle = limits.idle;
+    let started = tokio::time::Instant::now();
+    let mut rate = RateCheck::new(limits.min_rate, Duration::ZERO);
     // Writing and hashing run on two blocking threads, so the upload proceeds at the pace of
     // the slower of the two rather than their sum.
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
@@ -767,6 +782,10 @@ async fn stream_body(
             }
         }
         received += data.len() as u64;
+        if rate.handle_progress(started.elapsed(), received) == RateVerdict::TooSlow {
+            failure = Some(Streamed::TooSlow(limits.min_rate));
+            break;
+        }
         if max_len.is_some_and(|max| received > max) {
             failure = Some(Streamed::TooLarge);
             break;

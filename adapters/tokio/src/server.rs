@@ -16,12 +16,13 @@ use nodegate_core::keys::Roots;
 use nodegate_core::refusal_log;
 use nodegate_core::request::{self as proto, Command, RefusalReason, ServerPolicy};
 use nodegate_core::response::Reply;
+use nodegate_core::upload::MinRate;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::body::ResponseBody;
-use crate::files::Files;
+use crate::files::{BodyLimits, Files};
 use crate::linger::{Linger, Lingering};
 use crate::logs::LogStore;
 use crate::refusals::Refusals;
@@ -64,6 +65,11 @@ pub struct Limits {
     pub early_answer_linger: Duration,
     /// Most body bytes read and discarded during that time.
     pub early_answer_drain: u64,
+    /// Slowest average an upload body may keep up, in bytes per second over
+    /// `body_rate_window` (zero disables): a trickle never trips `body_idle_timeout`.
+    pub min_body_rate: u64,
+    /// The window `min_body_rate` is averaged over.
+    pub body_rate_window: Duration,
     /// Refused requests are logged in full once per reason and remote address, then counted:
     /// one summary line per key and interval (a 401 flood is not a log flood). Zero logs
     /// every refusal.
@@ -82,6 +88,8 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(5),
             early_answer_linger: Duration::from_millis(500),
             early_answer_drain: 16 * 1024 * 1024,
+            min_body_rate: 1024,
+            body_rate_window: Duration::from_secs(60),
             refusal_log_interval: refusal_log::DEFAULT_INTERVAL,
         }
     }
@@ -424,7 +432,13 @@ async fn dispatch(
                     &target,
                     &upload,
                     body,
-                    shared.limits.body_idle_timeout,
+                    BodyLimits {
+                        idle: shared.limits.body_idle_timeout,
+                        min_rate: MinRate {
+                            bytes_per_second: shared.limits.min_body_rate,
+                            window: shared.limits.body_rate_window,
+                        },
+                    },
                     remote,
                 )
                 .await;
