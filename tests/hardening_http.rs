@@ -116,3 +116,91 @@ fn early_answers_say_connection_close() {
         Some("close")
     );
 }
+
+/// Starts the reference worker (protected by [`TOKEN`]) over a temp tree; waits until healthy.
+fn worker(tmp: &std::path::Path) -> (common::WorkerProcess, std::net::SocketAddr) {
+    let port = common::free_port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut command = common::worker_command(&tmp.join("models"), &addr.to_string());
+    command.env("LOCALAI_REGISTRATION_TOKEN", TOKEN);
+    let worker = common::WorkerProcess::spawn(command);
+    assert!(
+        common::wait_healthy(addr, Duration::from_secs(20)),
+        "worker not serving:\n{}",
+        worker.stderr()
+    );
+    (worker, addr)
+}
+
+/// "Log floods" (issue 12, item 9): 2,000 requests with a wrong token over keep-alive
+/// connections used to write 2,000 INFO lines. The first refusal is logged in full, the rest
+/// counted, and one summary line per interval (10 s) reports the count.
+#[test]
+fn a_401_flood_is_logged_once_then_summarised() {
+    const CONNECTIONS: usize = 4;
+    const PER_CONNECTION: usize = 500;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (worker, addr) = worker(tmp.path());
+    let floods: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).expect("connect");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let request = format!(
+                    "GET /v1/files/models/x.bin HTTP/1.1\r\nHost: {addr}\r\n\
+                     Authorization: Bearer wrong-token\r\n\r\n"
+                );
+                for _ in 0..PER_CONNECTION {
+                    stream.write_all(request.as_bytes()).expect("send");
+                    let response = common::read_response(&mut stream, false).expect("answer");
+                    assert_eq!(response.status, 401);
+                }
+            })
+        })
+        .collect();
+    for flood in floods {
+        flood.join().expect("flood thread");
+    }
+    let refused_lines = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains("request refused"))
+            .count()
+    };
+    let logged = refused_lines(&worker.stderr());
+    assert!(
+        (1..=3).contains(&logged),
+        "{} refusals gave {logged} full log lines (want the first one only)",
+        CONNECTIONS * PER_CONNECTION
+    );
+    // The summary comes within one interval (10 s) plus the one-second tick.
+    let start = std::time::Instant::now();
+    let summary = loop {
+        let log = worker.stderr();
+        if let Some(line) = log.lines().find(|l| l.contains("counted not logged")) {
+            break line.to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no summary line:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(summary.contains("reason=\"unauthorized\""), "{summary}");
+    assert!(summary.contains("remote=\"127.0.0.1\""), "{summary}");
+    let counted: u64 = summary
+        .split("count=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count in the summary");
+    assert!(
+        counted >= (CONNECTIONS * PER_CONNECTION - 3) as u64,
+        "the summary counts the refusals not logged: {summary}"
+    );
+    assert!(
+        !worker.stderr().contains("wrong-token"),
+        "no secret in logs"
+    );
+}

@@ -4,6 +4,8 @@
 //! inference clusters. Every decision of the system lives here as a pure function or a value:
 //!
 //! - [`config`]: typed configuration of the three roles, parsed from (name, value) pairs;
+//! - [`connections`]: which connections to shed when the server is full (heads and idle
+//!   keep-alives first, oldest first), and the cap on upgraded log streams;
 //! - [`posture`]: one evaluation per role — protected, anonymous (with loud warnings) or refused;
 //! - [`auth`]: bearer-token checks with digests compared in constant time;
 //! - [`jwt`]: NATS JWTs as data — worker permissions, minting through a caller's signer,
@@ -12,6 +14,7 @@
 //! - [`upload`]: `Content-Range` and hash headers, and the resumable-upload planner;
 //! - [`range`]: `Range` resolution of downloads (206 / 416);
 //! - [`logs`]: backend log ring buffers and their JSON frames;
+//! - [`refusal_log`]: refusal logs aggregated per reason and remote, one line per interval;
 //! - [`request`]: classification of request heads into commands, auth first;
 //! - [`registration`]: the bodies of `/api/node/*` and the meaning of the frontend's answers;
 //! - [`startup`]: the life of a worker or agent worker as a state machine (register, serve,
@@ -20,7 +23,8 @@
 //! - [`nodes`]: the frontend's node registry and its `/api/node/*` routes;
 //! - [`staging`]: the staging client — resumable uploads to a worker as a state machine, and the
 //!   planners of downloads, listings and temp files;
-//! - [`response`]: every response described as data.
+//! - [`response`]: every response described as data;
+//! - [`roots`]: which storage roots may be served (not `/`, not nested).
 //!
 //! ## Driving it without a runtime
 //!
@@ -88,6 +92,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod jwt;
 pub mod keys;
 pub mod logs;
@@ -95,9 +100,11 @@ pub mod node_files;
 pub mod nodes;
 pub mod posture;
 pub mod range;
+pub mod refusal_log;
 pub mod registration;
 pub mod request;
 pub mod response;
+pub mod roots;
 pub mod staging;
 pub mod startup;
 pub mod upload;

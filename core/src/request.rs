@@ -134,6 +134,27 @@ pub enum RefusalReason {
     ForeignOrigin,
 }
 
+impl RefusalReason {
+    /// A short, stable, secret-free label for logs and for grouping refusals
+    /// ([`crate::refusal_log`]).
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Redirect => "redirect",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BadKey(_) => "bad_key",
+            Self::ReservedKey => "reserved_key",
+            Self::BadUpload => "bad_upload",
+            Self::BadFraming => "bad_framing",
+            Self::MissingModel => "missing_model",
+            Self::NotWebSocket => "not_websocket",
+            Self::ForeignOrigin => "foreign_origin",
+        }
+    }
+}
+
 /// What the server enforces on requests.
 #[derive(Debug, Clone)]
 pub struct ServerPolicy {

@@ -47,6 +47,7 @@
 //!   different sizes are never published as one.
 
 use std::fmt;
+use std::time::Duration;
 
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, HeaderName, HeaderValue, RANGE};
 use http::{HeaderMap, StatusCode};
@@ -1172,6 +1173,79 @@ fn go_quote(bytes: &[u8]) -> String {
     }
     out.push('"');
     out
+}
+
+/// The slowest average a request body may keep up (issue 12, item 8): a client trickling a
+/// byte every few seconds never trips the idle timeout, which measures pauses only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    /// Bytes per second, averaged over `window`; zero disables the check.
+    pub bytes_per_second: u64,
+    /// The span the average is taken over.
+    pub window: Duration,
+}
+
+/// Whether a body keeps up its [`MinRate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateVerdict {
+    /// Fast enough so far.
+    KeepsUp,
+    /// Slower than the minimum over a whole window: stop reading and answer
+    /// [`too_slow`].
+    TooSlow,
+}
+
+/// Tracks one body against a [`MinRate`], one window after another. Time is an argument.
+#[derive(Debug, Clone, Copy)]
+pub struct RateCheck {
+    min: MinRate,
+    window_start: Duration,
+    received_at_start: u64,
+}
+
+impl RateCheck {
+    /// Starts checking at `now`, with nothing received.
+    #[must_use]
+    pub fn new(min: MinRate, now: Duration) -> Self {
+        Self {
+            min,
+            window_start: now,
+            received_at_start: 0,
+        }
+    }
+
+    /// `received` bytes of the body have arrived by `now`. Each time a window ends, the bytes
+    /// it brought must reach `bytes_per_second × window`.
+    pub fn handle_progress(&mut self, now: Duration, received: u64) -> RateVerdict {
+        if self.min.bytes_per_second == 0 || self.min.window.is_zero() {
+            return RateVerdict::KeepsUp;
+        }
+        let elapsed = now.saturating_sub(self.window_start);
+        if elapsed < self.min.window {
+            return RateVerdict::KeepsUp;
+        }
+        let needed = u128::from(self.min.bytes_per_second) * elapsed.as_millis() / 1000;
+        let brought = u128::from(received.saturating_sub(self.received_at_start));
+        if brought < needed {
+            return RateVerdict::TooSlow;
+        }
+        self.window_start = now;
+        self.received_at_start = received;
+        RateVerdict::KeepsUp
+    }
+}
+
+/// The answer to a body slower than the minimum rate: 408, resumable.
+#[must_use]
+pub fn too_slow(min: MinRate) -> Reply {
+    Reply::error(
+        StatusCode::REQUEST_TIMEOUT,
+        &format!(
+            "request body too slow: under {} bytes/s over {} s; resume the upload",
+            min.bytes_per_second,
+            min.window.as_secs()
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -2514,5 +2588,37 @@ mod tests {
                 prop_assert!(matches!(plan, UploadPlan::Refuse { .. }), "a directory is refused");
             }
         }
+    }
+
+    #[test]
+    fn a_trickling_body_is_too_slow_after_one_window() {
+        let min = MinRate {
+            bytes_per_second: 1000,
+            window: Duration::from_secs(2),
+        };
+        let ms = Duration::from_millis;
+        let mut check = RateCheck::new(min, ms(0));
+        // One byte every 200 ms: fine inside the first window, too slow when it ends.
+        for i in 1..10 {
+            assert_eq!(check.handle_progress(ms(i * 200), i), RateVerdict::KeepsUp);
+        }
+        assert_eq!(check.handle_progress(ms(2000), 10), RateVerdict::TooSlow);
+        // A fast body passes window after window.
+        let mut check = RateCheck::new(min, ms(0));
+        for i in 1..=10 {
+            assert_eq!(
+                check.handle_progress(ms(i * 1000), i * 1000),
+                RateVerdict::KeepsUp
+            );
+        }
+        // Zero disables.
+        let off = MinRate {
+            bytes_per_second: 0,
+            ..min
+        };
+        assert_eq!(
+            RateCheck::new(off, ms(0)).handle_progress(ms(100_000), 0),
+            RateVerdict::KeepsUp
+        );
     }
 }

@@ -23,8 +23,8 @@ use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
-    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, NoRoom, Sha256, Sidecar,
-    UploadPlan, UploadRequest,
+    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, MinRate, NoRoom, RateCheck,
+    RateVerdict, Sha256, Sidecar, UploadPlan, UploadRequest,
 };
 use sha2::Digest as _;
 use tokio::sync::{OwnedMutexGuard, mpsc};
@@ -42,6 +42,9 @@ const WRITE_QUEUE: usize = 32;
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// Bytes written between two background flushes of an upload.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
+/// Directory entries the start-up sweep of each root looks at, at most (a few seconds of
+/// work even on a slow disk; a model root holds far fewer).
+const SWEEP_MAX_ENTRIES: usize = 200_000;
 /// Read size when hashing a file.
 const HASH_CHUNK: usize = 1024 * 1024;
 
@@ -55,6 +58,8 @@ pub(crate) struct Files {
 
 impl Files {
     pub(crate) fn open(roots: &Roots) -> Result<Self, StartError> {
+        // Refuse `/` and nested roots before creating anything.
+        nodegate_core::roots::check_roots(roots).map_err(StartError::Roots)?;
         let open = |name: &'static str, root: Root| {
             let path = roots.dir(root);
             RootDir::open_or_create(path)
@@ -72,21 +77,59 @@ impl Files {
             data: open("data", Root::Data)?,
             locks: KeyLocks::default(),
         };
-        for (name, dir) in [
-            ("models", &files.models),
-            ("staging", &files.staging),
-            ("data", &files.data),
-        ] {
-            match dir.remove_orphans(keys::is_temp_name) {
-                Ok(0) => {}
-                Ok(count) => info!(
-                    root = name,
-                    count, "removed temp files of interrupted uploads"
-                ),
+        // Again on the resolved paths: a symbolic link can nest roots that look apart.
+        let resolved = |root: Root| std::fs::canonicalize(roots.dir(root));
+        if let (Ok(models), Ok(staging), Ok(data)) = (
+            resolved(Root::Models),
+            resolved(Root::Staging),
+            resolved(Root::Data),
+        ) {
+            nodegate_core::roots::check_roots(&Roots {
+                models,
+                staging,
+                data,
+            })
+            .map_err(StartError::Roots)?;
+        }
+        for (name, root, dir) in files.named() {
+            dir.check_writable()
+                .map_err(|error| StartError::NotWritable {
+                    name,
+                    path: roots.dir(root).to_path_buf(),
+                    error,
+                })?;
+        }
+        for (name, _, dir) in files.named() {
+            match dir.remove_orphans_bounded(keys::is_temp_name, SWEEP_MAX_ENTRIES) {
+                Ok(sweep) => {
+                    if sweep.removed > 0 {
+                        info!(
+                            root = name,
+                            count = sweep.removed,
+                            "removed temp files of interrupted uploads"
+                        );
+                    }
+                    if !sweep.complete {
+                        warn!(
+                            root = name,
+                            visited = sweep.visited,
+                            "the root holds more entries than the start-up sweep looks at; \
+                             temp files of interrupted uploads further in stay until removed"
+                        );
+                    }
+                }
                 Err(error) => warn!(root = name, error = %error, "could not clean temp files"),
             }
         }
         Ok(files)
+    }
+
+    fn named(&self) -> [(&'static str, Root, &Arc<RootDir>); 3] {
+        [
+            ("models", Root::Models, &self.models),
+            ("staging", Root::Staging, &self.staging),
+            ("data", Root::Data, &self.data),
+        ]
     }
 
     fn dir(&self, root: Root) -> Arc<RootDir> {
@@ -203,7 +246,7 @@ impl Files {
         target: &Target,
         request: &UploadRequest,
         body: Incoming,
-        idle: Duration,
+        idle: BodyLimits,
         remote: SocketAddr,
     ) -> Reply {
         info!(
@@ -300,45 +343,39 @@ impl Files {
         target: &Target,
         request: &UploadRequest,
         body: Incoming,
-        idle: Duration,
+        idle: BodyLimits,
         max_len: Option<u64>,
     ) -> Reply {
         let temp = target.temp(nonce());
         let created = {
             let dir = dir.clone();
             let temp = temp.clone();
-            blocking(move || dir.create_new(&temp, 0o640)).await
+            blocking(move || dir.create_temp(&temp, 0o640)).await
         };
-        let file = match created {
-            Ok(file) => file,
+        // Every way out of this function that does not publish drops `guard`, which unlinks the
+        // temp file through its directory handle: a failed body, a refused hash, a failed
+        // publish (a parent swapped for a symlink), and this future being dropped mid-upload.
+        let (file, mut guard) = match created {
+            Ok(created) => created,
             Err(error) => return write_error(&error),
         };
         let outcome = stream_body(body, file, None, max_len, idle).await;
-        let cleanup = |dir: Arc<RootDir>, temp: String| async move {
-            let _ = blocking(move || dir.remove_file(&temp)).await;
-        };
         let written = match outcome {
             Streamed::Done { hash, written } => (hash, written),
-            failed => {
-                cleanup(dir.clone(), temp).await;
-                return failed.reply(request);
-            }
+            failed => return failed.reply(request),
         };
         match upload::finish_full(request, written.0, written.1) {
             Finish::Publish { sha256 } => {
-                let _guard = self.locks.lock(target).await;
+                let _lock = self.locks.lock(target).await;
                 match publish(dir, target, &temp, sha256, true).await {
-                    Ok(()) => upload::upload_ok(&self.local_path(target)),
-                    Err(error) => {
-                        cleanup(dir.clone(), temp).await;
-                        write_error(&error)
+                    Ok(()) => {
+                        guard.keep();
+                        upload::upload_ok(&self.local_path(target))
                     }
+                    Err(error) => write_error(&error),
                 }
             }
-            Finish::Refuse { reply, .. } => {
-                cleanup(dir.clone(), temp).await;
-                reply
-            }
+            Finish::Refuse { reply, .. } => reply,
         }
     }
 
@@ -352,7 +389,7 @@ impl Files {
         target: &Target,
         request: &UploadRequest,
         body: Incoming,
-        idle: Duration,
+        idle: BodyLimits,
         step: AppendStep,
         _guard: OwnedMutexGuard<()>,
     ) -> Reply {
@@ -486,6 +523,15 @@ impl Files {
         })
         .await
     }
+}
+
+/// How slow a request body may be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// Longest pause between two pieces.
+    pub(crate) idle: Duration,
+    /// Slowest average over a window.
+    pub(crate) min_rate: MinRate,
 }
 
 struct AppendStep {
@@ -630,6 +676,8 @@ enum Streamed {
     TooLarge,
     /// The client paused longer than the idle timeout.
     Idle,
+    /// The client sent slower than the minimum rate over a whole window.
+    TooSlow(MinRate),
     /// The client broke the body (disconnect, bad chunk).
     Broken,
     /// The disk refused the bytes.
@@ -645,6 +693,7 @@ impl Streamed {
                 StatusCode::REQUEST_TIMEOUT,
                 "request body stalled; resume the upload",
             ),
+            Self::TooSlow(min) => upload::too_slow(min),
             Self::Broken => Reply::error(StatusCode::BAD_REQUEST, "request body ended early"),
             Self::Disk(error) => write_error(&error),
         }
@@ -659,8 +708,11 @@ async fn stream_body(
     file: std::fs::File,
     exact: Option<u64>,
     max_len: Option<u64>,
-    idle: Duration,
+    limits: BodyLimits,
 ) -> Streamed {
+    let idle = limits.idle;
+    let started = tokio::time::Instant::now();
+    let mut rate = RateCheck::new(limits.min_rate, Duration::ZERO);
     // Writing and hashing run on two blocking threads, so the upload proceeds at the pace of
     // the slower of the two rather than their sum.
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
@@ -730,6 +782,10 @@ async fn stream_body(
             }
         }
         received += data.len() as u64;
+        if rate.handle_progress(started.elapsed(), received) == RateVerdict::TooSlow {
+            failure = Some(Streamed::TooSlow(limits.min_rate));
+            break;
+        }
         if max_len.is_some_and(|max| received > max) {
             failure = Some(Streamed::TooLarge);
             break;

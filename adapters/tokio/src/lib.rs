@@ -117,7 +117,9 @@ pub mod frontend;
 mod linger;
 pub mod logs;
 pub mod member;
+mod refusals;
 pub mod server;
+mod shedding;
 pub mod stage;
 pub mod store;
 

@@ -11,17 +11,27 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use nodegate_core::connections::{ConnId, ConnectionLimits, UpgradeDecision};
 use nodegate_core::keys::Roots;
+use nodegate_core::refusal_log;
 use nodegate_core::request::{self as proto, Command, RefusalReason, ServerPolicy};
 use nodegate_core::response::Reply;
+use nodegate_core::upload::MinRate;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::body::ResponseBody;
-use crate::files::Files;
+use crate::files::{BodyLimits, Files};
 use crate::linger::{Linger, Lingering};
 use crate::logs::LogStore;
+use crate::refusals::Refusals;
+use crate::shedding::{ClosedGuard, Connections, TrackedBody};
+
+/// First pause after a failed accept; doubled on each failure in a row.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause after failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A readiness probe: `Ok` when the worker can take work, else the reason.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -34,8 +44,19 @@ pub struct Limits {
     /// Longest pause allowed between two pieces of a request body. Not a total timeout:
     /// multi-gigabyte uploads are legitimate.
     pub body_idle_timeout: Duration,
-    /// Most connections served at once; further clients wait in the listen backlog.
+    /// Most connections served at once (upgraded log streams not counted). At the cap, a new
+    /// connection sheds the oldest one still sending its first head or idle between requests;
+    /// only when every connection is busy do further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Time a new connection has to send its first complete request head (shorter than
+    /// `header_read_timeout`, which applies to every head).
+    pub first_head_timeout: Duration,
+    /// Connections one remote address may hold while they send their first head; past it,
+    /// its own oldest is closed.
+    pub max_head_per_remote: usize,
+    /// Most log WebSockets (`/v1/backend-logs/{model}/ws`) open at once, outside
+    /// `max_connections`; further upgrades are answered 503.
+    pub max_log_streams: usize,
     /// Time given to in-flight requests at shutdown.
     pub shutdown_grace: Duration,
     /// After an answer sent before the request body was read (401, 413, 400, 409...), how long
@@ -44,6 +65,15 @@ pub struct Limits {
     pub early_answer_linger: Duration,
     /// Most body bytes read and discarded during that time.
     pub early_answer_drain: u64,
+    /// Slowest average an upload body may keep up, in bytes per second over
+    /// `body_rate_window` (zero disables): a trickle never trips `body_idle_timeout`.
+    pub min_body_rate: u64,
+    /// The window `min_body_rate` is averaged over.
+    pub body_rate_window: Duration,
+    /// Refused requests are logged in full once per reason and remote address, then counted:
+    /// one summary line per key and interval (a 401 flood is not a log flood). Zero logs
+    /// every refusal.
+    pub refusal_log_interval: Duration,
 }
 
 impl Default for Limits {
@@ -52,9 +82,15 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            first_head_timeout: Duration::from_secs(5),
+            max_head_per_remote: 128,
+            max_log_streams: 128,
             shutdown_grace: Duration::from_secs(5),
             early_answer_linger: Duration::from_millis(500),
             early_answer_drain: 16 * 1024 * 1024,
+            min_body_rate: 1024,
+            body_rate_window: Duration::from_secs(60),
+            refusal_log_interval: refusal_log::DEFAULT_INTERVAL,
         }
     }
 }
@@ -85,6 +121,18 @@ pub enum StartError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The roots are refused as a set (one is `/`, or one lies inside another).
+    Roots(nodegate_core::roots::RootsRefusal),
+    /// A root exists but does not take writes: serving it would report ready and then fail
+    /// every upload.
+    NotWritable {
+        /// Which root (`models`, `staging`, `data`).
+        name: &'static str,
+        /// The absolute path.
+        path: std::path::PathBuf,
+        /// Why the write probe failed.
+        error: crate::store::StoreError,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -97,6 +145,14 @@ impl std::fmt::Display for StartError {
                     path.display()
                 )
             }
+            Self::Roots(refusal) => write!(f, "refusing the storage directories: {refusal}"),
+            Self::NotWritable { name, path, error } => write!(
+                f,
+                "the {name} directory {} does not take writes ({error}); make it writable, or \
+                 set {} to a writable directory",
+                path.display(),
+                nodegate_core::config::MODELS_PATH
+            ),
         }
     }
 }
@@ -115,6 +171,7 @@ pub(crate) struct Shared {
     pub(crate) logs: LogStore,
     pub(crate) readiness: Option<Readiness>,
     pub(crate) limits: Limits,
+    pub(crate) refusals: Refusals,
 }
 
 impl Server {
@@ -131,6 +188,7 @@ impl Server {
                 files,
                 logs: config.logs,
                 readiness: config.readiness,
+                refusals: Refusals::new(config.limits.refusal_log_interval),
                 limits: config.limits,
             }),
             listener,
@@ -152,31 +210,57 @@ impl Server {
         F: std::future::Future<Output = ()>,
     {
         let Self { shared, listener } = self;
-        let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let connections_table = Connections::new(ConnectionLimits {
+            max_connections: shared.limits.max_connections,
+            max_head_per_remote: shared.limits.max_head_per_remote,
+            max_upgraded: shared.limits.max_log_streams,
+            first_head_timeout: shared.limits.first_head_timeout,
+        });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
+        let summaries = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.refusals.run().await }
+        });
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
+            // Accept never stalls while a slot can be reclaimed; it waits only while every
+            // connection is busy (further clients then wait in the listen backlog).
+            tokio::select! {
                 () = &mut shutdown => break,
-                permit = permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
+                () = connections_table.wait_admit() => {}
+            }
             let (stream, remote) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
+                    Ok(accepted) => {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                        accepted
+                    }
                     Err(error) => {
-                        warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let exhausted = matches!(
+                            error.raw_os_error(),
+                            Some(libc::EMFILE | libc::ENFILE)
+                        );
+                        // Out of descriptors: close an idle or head-phase connection to free
+                        // one and retry soon; with nothing to reclaim, back off.
+                        let freed = exhausted && connections_table.descriptors_exhausted();
+                        let reason = if exhausted { "accept_no_descriptors" } else { "accept_failed" };
+                        if shared.refusals.record(reason, std::net::Ipv4Addr::UNSPECIFIED.into()) {
+                            warn!(%error, freed, "accept failed; repeats are counted, one line per interval");
+                        }
+                        let pause = if freed { ACCEPT_BACKOFF_MIN } else { backoff };
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        tokio::time::sleep(pause).await;
                         continue;
                     }
                 },
             };
             let _ = stream.set_nodelay(true);
+            let (id, shed) = connections_table.accept(remote.ip());
             let shared = shared.clone();
+            let table = connections_table.clone();
             let header_timeout = shared.limits.header_read_timeout;
             let linger = Linger {
                 time: shared.limits.early_answer_linger,
@@ -184,10 +268,24 @@ impl Server {
             };
             let mut stop_rx = stop_rx.clone();
             connections.spawn(async move {
-                let _permit = permit;
+                let closed = ClosedGuard {
+                    connections: table.clone(),
+                    id,
+                };
+                let first_head = tokio::time::sleep(table.first_head_timeout());
                 let service = service_fn(move |request| {
                     let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(&shared, request, remote).await) }
+                    let table = table.clone();
+                    async move {
+                        table.request(id);
+                        let conn = Conn {
+                            remote,
+                            id,
+                            table: table.clone(),
+                        };
+                        let response = handle(&shared, request, &conn).await;
+                        Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, table, id)))
+                    }
                 });
                 let mut builder = http1::Builder::new();
                 builder
@@ -202,19 +300,43 @@ impl Server {
                     .serve_connection(TokioIo::new(Lingering::new(stream, linger)), service)
                     .with_upgrades();
                 tokio::pin!(connection);
-                tokio::select! {
-                    result = connection.as_mut() => {
-                        if let Err(error) = result {
-                            debug!(%remote, %error, "connection ended with an error");
+                tokio::pin!(first_head);
+                tokio::pin!(shed);
+                let mut first_head_checked = false;
+                let mut shed_dropped = false;
+                loop {
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            if let Err(error) = result {
+                                debug!(%remote, %error, "connection ended with an error");
+                            }
+                            break;
                         }
-                    }
-                    () = async { let _ = stop_rx.wait_for(|stop| *stop).await; } => {
-                        connection.as_mut().graceful_shutdown();
-                        let _ = connection.await;
+                        // Shed to make room: close now.
+                        fired = shed.as_mut(), if !shed_dropped => {
+                            if fired.is_ok() {
+                                break;
+                            }
+                            shed_dropped = true;
+                        }
+                        () = first_head.as_mut(), if !first_head_checked => {
+                            first_head_checked = true;
+                            if closed.connections.first_head_deadline(id) {
+                                debug!(%remote, "no complete request head in time; closed");
+                                break;
+                            }
+                        }
+                        () = async { let _ = stop_rx.wait_for(|stop| *stop).await; } => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                            break;
+                        }
                     }
                 }
             });
             while connections.try_join_next().is_some() {}
+            // Let the new connection read its head before the next accept can shed it.
+            tokio::task::yield_now().await;
         }
         let _ = stop_tx.send(true);
         let grace = shared.limits.shutdown_grace;
@@ -223,20 +345,28 @@ impl Server {
         })
         .await;
         connections.abort_all();
+        summaries.abort();
         info!("file transfer server stopped");
     }
+}
+
+/// The connection a request arrived on.
+struct Conn {
+    remote: SocketAddr,
+    id: ConnId,
+    table: Arc<Connections>,
 }
 
 async fn handle(
     shared: &Shared,
     request: Request<Incoming>,
-    remote: SocketAddr,
+    conn: &Conn,
 ) -> Response<ResponseBody> {
     use hyper::body::Body as _;
     // An error answered while the body may be unread ends the connection: say so, and the
     // lingering close makes sure the client hears it ("Early answers are heard").
     let body_pending = !request.body().is_end_stream();
-    let mut response = dispatch(shared, request, remote).await;
+    let mut response = dispatch(shared, request, conn).await;
     if body_pending && (response.status().is_client_error() || response.status().is_server_error())
     {
         response.headers_mut().insert(
@@ -250,13 +380,20 @@ async fn handle(
 async fn dispatch(
     shared: &Shared,
     request: Request<Incoming>,
-    remote: SocketAddr,
+    conn: &Conn,
 ) -> Response<ResponseBody> {
+    let remote = conn.remote;
     let (parts, body) = request.into_parts();
     let command = match proto::classify(&parts, &shared.policy) {
         Ok(command) => command,
         Err(refusal) => {
-            log_refusal(&parts, remote, &refusal.reason, refusal.reply.status);
+            log_refusal(
+                &shared.refusals,
+                &parts,
+                remote,
+                &refusal.reason,
+                refusal.reply.status,
+            );
             return reply(refusal.reply, &parts.method);
         }
     };
@@ -284,7 +421,7 @@ async fn dispatch(
             &parts.method,
         ),
         Command::LogsWatch { model } => {
-            upgrade_logs(shared, Request::from_parts(parts, body), model)
+            upgrade_logs(shared, Request::from_parts(parts, body), model, conn)
         }
         Command::Head { target } => reply(shared.files.head(&target).await, &parts.method),
         Command::Get { target, range } => shared.files.get(&target, range.as_ref()).await,
@@ -295,7 +432,13 @@ async fn dispatch(
                     &target,
                     &upload,
                     body,
-                    shared.limits.body_idle_timeout,
+                    BodyLimits {
+                        idle: shared.limits.body_idle_timeout,
+                        min_rate: MinRate {
+                            bytes_per_second: shared.limits.min_body_rate,
+                            window: shared.limits.body_rate_window,
+                        },
+                    },
                     remote,
                 )
                 .await;
@@ -310,6 +453,7 @@ fn upgrade_logs(
     shared: &Shared,
     request: Request<Incoming>,
     model: String,
+    conn: &Conn,
 ) -> Response<ResponseBody> {
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -324,9 +468,36 @@ fn upgrade_logs(
             request.method(),
         );
     };
+    if conn.table.upgrade(conn.id) == UpgradeDecision::Refuse {
+        if shared.refusals.record("log_streams_full", conn.remote.ip()) {
+            info!(remote = %conn.remote, "log stream refused: too many open; repeats are counted");
+        }
+        let mut response = reply(
+            Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many log streams open; retry later",
+            ),
+            request.method(),
+        );
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
     let accept = derive_accept_key(key.as_bytes());
     let logs = shared.logs.clone();
+    let table = conn.table.clone();
+    let id = conn.id;
     tokio::spawn(async move {
+        // The stream counts against the log-stream cap until it ends, however it ends.
+        struct Release(Arc<Connections>, ConnId);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                self.0.upgrade_closed(self.1);
+            }
+        }
+        let _release = Release(table, id);
         match hyper::upgrade::on(request).await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
@@ -371,11 +542,15 @@ pub(crate) fn reply(answer: Reply, method: &http::Method) -> Response<ResponseBo
 }
 
 fn log_refusal(
+    refusals: &Refusals,
     parts: &http::request::Parts,
     remote: SocketAddr,
     reason: &RefusalReason,
     status: StatusCode,
 ) {
+    if !refusals.record(reason.label(), remote.ip()) {
+        return;
+    }
     let method = parts.method.as_str();
     // The path is logged escaped so a key cannot inject control characters into the log.
     let path = parts.uri.path().escape_debug().to_string();

@@ -324,6 +324,46 @@ impl RootDir {
         }
     }
 
+    /// Creates a temporary file exclusively like [`RootDir::create_new`], and returns it with a
+    /// [`TempFile`] guard that removes it again unless [`TempFile::keep`] is called (after the
+    /// file was renamed into place).
+    ///
+    /// The guard holds a handle on the directory the file was created in and unlinks the name
+    /// through it, so the temp file is removed even if a parent directory was renamed or
+    /// replaced by a symbolic link meanwhile (removal by path would then be refused as an
+    /// escape and leave the file behind), and even if the upload's task is dropped mid-way.
+    pub fn create_temp(
+        &self,
+        rel: &str,
+        mode: u32,
+    ) -> Result<(std::fs::File, TempFile), StoreError> {
+        let path = entry_path(rel)?;
+        self.ensure_parent(path)?;
+        let (parent, name) = split_parent(path);
+        let parent = match parent {
+            Some(parent) => self.dir.open_dir(parent)?,
+            None => self.dir.try_clone()?,
+        };
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(mode);
+        match parent.open_with(name, &options) {
+            Ok(file) => Ok((
+                file.into_std(),
+                TempFile {
+                    parent: Some(parent),
+                    name: name.to_owned(),
+                },
+            )),
+            Err(err) => match StoreError::from(err) {
+                StoreError::AlreadyExists => {
+                    self.refuse_escaping_link(path)?;
+                    Err(StoreError::AlreadyExists)
+                }
+                other => Err(other),
+            },
+        }
+    }
+
     /// Opens a file for appending (a `.partial` upload), creating it with [`FILE_MODE`] and any
     /// missing parent directories if needed, and returns it with its current length.
     ///
@@ -373,21 +413,17 @@ impl RootDir {
         self.ensure_parent(path)?;
         self.refuse_escaping_link(path)?;
         let (parent, name) = split_parent(path);
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true).mode(FILE_MODE);
         let mut attempts = 0;
-        let (temp, mut file) = loop {
+        let (temp, mut file, mut guard) = loop {
             let temp_name = format!(".{name}.{:016x}.tmp", random_u64());
             let temp = match parent {
                 Some(parent) => format!("{parent}/{temp_name}"),
                 None => temp_name,
             };
-            match self.dir.open_with(&temp, &options) {
-                Ok(file) => break (temp, file.into_std()),
-                Err(err) => match StoreError::from(err) {
-                    StoreError::AlreadyExists if attempts < TEMP_NAME_ATTEMPTS => attempts += 1,
-                    other => return Err(other),
-                },
+            match self.create_temp(&temp, FILE_MODE) {
+                Ok((file, guard)) => break (temp, file, guard),
+                Err(StoreError::AlreadyExists) if attempts < TEMP_NAME_ATTEMPTS => attempts += 1,
+                Err(other) => return Err(other),
             }
         };
         let written = file
@@ -395,16 +431,13 @@ impl RootDir {
             .and_then(|()| file.sync_all())
             .map_err(StoreError::from);
         drop(file);
-        let renamed = written.and_then(|()| {
+        // On failure the guard removes the temp file through its directory handle.
+        written.and_then(|()| {
             self.dir
                 .rename(&temp, &self.dir, path)
                 .map_err(StoreError::from)
-        });
-        if let Err(err) = renamed {
-            // Best effort: the orphan sweep at startup removes it if this fails too.
-            let _ = self.dir.remove_file(&temp);
-            return Err(err);
-        }
+        })?;
+        guard.keep();
         self.sync_parent(path)
     }
 
@@ -511,6 +544,7 @@ impl RootDir {
             if kind != EntryKind::Directory {
                 files.push(path.to_owned());
             }
+            true
         });
         Ok(files)
     }
@@ -519,14 +553,47 @@ impl RootDir {
     /// whose name satisfies `is_temp` (temporary files left by a crash; spec HR-C01). Returns
     /// how many were removed. Entries that cannot be read or removed are skipped.
     pub fn remove_orphans(&self, is_temp: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        self.remove_orphans_bounded(is_temp, usize::MAX)
+            .map(|sweep| sweep.removed)
+    }
+
+    /// Like [`RootDir::remove_orphans`], but stops after visiting `max_entries` directory
+    /// entries, so a root pointed at a huge tree cannot hold up the start for long.
+    /// [`Sweep::complete`] says whether the whole tree was seen.
+    pub fn remove_orphans_bounded(
+        &self,
+        is_temp: impl Fn(&str) -> bool,
+        max_entries: usize,
+    ) -> Result<Sweep, StoreError> {
         let dir = self.dir.try_clone()?;
-        let mut removed = 0;
+        let mut sweep = Sweep {
+            removed: 0,
+            visited: 0,
+            complete: true,
+        };
         walk(dir, &|_| true, |parent, name, _, kind| {
-            if kind == EntryKind::File && is_temp(name) && parent.remove_file(name).is_ok() {
-                removed += 1;
+            if sweep.visited >= max_entries {
+                sweep.complete = false;
+                return false;
             }
+            sweep.visited += 1;
+            if kind == EntryKind::File && is_temp(name) && parent.remove_file(name).is_ok() {
+                sweep.removed += 1;
+            }
+            true
         });
-        Ok(removed)
+        Ok(sweep)
+    }
+
+    /// Checks that the root can take writes: creates a temp file (a name the orphan sweep
+    /// recognises) and removes it again.
+    ///
+    /// # Errors
+    /// The error of the create (a read-only filesystem, missing permissions, a full disk).
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let name = format!(".nodegate-write-probe.{:016x}.tmp", random_u64());
+        let (_file, mut guard) = self.create_temp(&name, FILE_MODE)?;
+        guard.remove()
     }
 
     /// Opens `rel` for reading without blocking on FIFOs and checks that it is a regular file.
@@ -605,6 +672,54 @@ impl RootDir {
         dir.into_std().sync_all()?;
         Ok(())
     }
+}
+
+/// A temporary file made by [`RootDir::create_temp`]: removed when dropped, unless kept.
+#[derive(Debug)]
+pub struct TempFile {
+    /// The directory the file was created in; `None` once kept or removed.
+    parent: Option<Dir>,
+    /// The file's name in that directory.
+    name: String,
+}
+
+impl TempFile {
+    /// The file was renamed into place (or must otherwise stay): do not remove it.
+    pub fn keep(&mut self) {
+        self.parent = None;
+    }
+
+    /// Removes the file now, through the handle on its directory; a missing file is success.
+    ///
+    /// # Errors
+    /// The unlink failed for another reason than the file being gone.
+    pub fn remove(&mut self) -> Result<(), StoreError> {
+        let Some(parent) = self.parent.take() else {
+            return Ok(());
+        };
+        match parent.remove_file(&self.name).map_err(StoreError::from) {
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // One `unlinkat`: cheap enough to run wherever the guard is dropped.
+        let _ = self.remove();
+    }
+}
+
+/// What a bounded orphan sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// Temp files removed.
+    pub removed: usize,
+    /// Directory entries looked at.
+    pub visited: usize,
+    /// Whether the whole tree was walked (the bound was not reached).
+    pub complete: bool,
 }
 
 /// How many other names the temp-file constructors try after a collision.
@@ -693,10 +808,11 @@ fn sorted_entries(dir: &Dir) -> Vec<(String, EntryKind)> {
 /// kept entry, `visit(parent_dir, name, path_relative_to_root, kind)` is called; directories are
 /// visited before their contents. Each subdirectory is opened through its parent's handle, so
 /// the walk stays inside `root` even if the tree changes meanwhile.
+/// The walk stops as soon as `visit` returns `false`.
 fn walk(
     root: Dir,
     keep: &dyn Fn(&str) -> bool,
-    mut visit: impl FnMut(&Dir, &str, &str, EntryKind),
+    mut visit: impl FnMut(&Dir, &str, &str, EntryKind) -> bool,
 ) {
     struct Frame {
         dir: Dir,
@@ -722,7 +838,9 @@ fn walk(
         } else {
             format!("{}/{name}", frame.prefix)
         };
-        visit(&frame.dir, &name, &path, kind);
+        if !visit(&frame.dir, &name, &path, kind) {
+            return;
+        }
         if kind == EntryKind::Directory {
             // Were a link swapped in since the listing, `open_dir` would resolve it inside
             // `frame.dir` only: the walk cannot leave the root.
@@ -1348,6 +1466,59 @@ mod tests {
         assert!(
             fx.outside.join(".o.0000000000000003.tmp").exists(),
             "link not followed"
+        );
+    }
+
+    #[test]
+    fn remove_orphans_bounded_stops_after_max_entries() {
+        let fx = Fixture::new();
+        for i in 0..10 {
+            fx.write(&format!("d/.t{i}.000000000000000{i}.tmp"), b"x");
+        }
+        let sweep = fx
+            .root
+            .remove_orphans_bounded(|name| name.ends_with(".tmp"), 4)
+            .expect("sweep");
+        assert!(!sweep.complete);
+        assert_eq!(sweep.visited, 4);
+        assert_eq!(sweep.removed, 3, "the directory `d` counts as one entry");
+        let sweep = fx
+            .root
+            .remove_orphans_bounded(|name| name.ends_with(".tmp"), 100)
+            .expect("sweep");
+        assert!(sweep.complete);
+        assert_eq!(sweep.removed, 7);
+    }
+
+    // --- temp files ---------------------------------------------------------------------------
+
+    #[test]
+    fn a_temp_guard_removes_its_file_through_a_renamed_parent() {
+        let fx = Fixture::new();
+        let (_file, guard) = fx
+            .root
+            .create_temp("p/.x.0000000000000001.tmp", FILE_MODE)
+            .expect("temp");
+        fs::rename(fx.at("p"), fx.at("p.moved")).expect("move");
+        fx.link(&fx.outside, "p");
+        drop(guard);
+        assert!(!fx.at("p.moved/.x.0000000000000001.tmp").exists());
+        let (_file, mut kept) = fx
+            .root
+            .create_temp(".y.0000000000000002.tmp", FILE_MODE)
+            .expect("temp");
+        kept.keep();
+        drop(kept);
+        assert!(fx.at(".y.0000000000000002.tmp").exists(), "kept");
+    }
+
+    #[test]
+    fn check_writable_leaves_nothing_behind() {
+        let fx = Fixture::new();
+        fx.root.check_writable().expect("writable");
+        assert_eq!(
+            fx.root.list(None, |_| true).expect("list"),
+            Vec::<String>::new()
         );
     }
 
