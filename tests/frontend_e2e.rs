@@ -1087,6 +1087,10 @@ async fn cluster_nats_setup_frontend_and_worker_pending_approved_ready_then_offl
         .env("LOCALAI_NATS_URL", nats.url())
         .env("LOCALAI_HEARTBEAT_INTERVAL", "1s")
         .env("LOCALAI_HTTP_ADDR", format!("127.0.0.1:{worker_port}"))
+        .env(
+            "LOCALAI_ADVERTISE_HTTP_ADDR",
+            format!("127.0.0.1:{worker_port}"),
+        )
         .env("LOCALAI_MODELS_PATH", tmp.path().join("models"))
         .env("LOCALAI_NODE_NAME", "gpu-cluster-1");
     let mut worker = Proc::spawn("worker", command);
@@ -1155,6 +1159,27 @@ async fn cluster_nats_setup_frontend_and_worker_pending_approved_ready_then_offl
     let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
     assert!(reply["local_path"].is_string(), "{reply}");
     drop(service);
+
+    // The frontend stages a file to the worker with the staging client, through the address
+    // the worker registered; a second request finds it already there.
+    let model = tmp.path().join("model.bin");
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&model, &bytes).expect("model file");
+    let staged = tokio::task::block_in_place(|| client.stage(&id, &model, "models/m/model.bin"));
+    assert_eq!(staged.status, 200, "stage: {}", staged.text());
+    let staged = staged.json();
+    assert_eq!(staged["skipped"], false, "{staged}");
+    let on_worker = tmp.path().join("models/m/model.bin");
+    assert_eq!(std::fs::read(&on_worker).expect("staged file"), bytes);
+    assert_eq!(
+        staged["local_path"].as_str(),
+        Some(on_worker.to_str().expect("utf-8 path"))
+    );
+    let again = tokio::task::block_in_place(|| client.stage(&id, &model, "models/m/model.bin"));
+    assert_eq!(again.status, 200, "stage again: {}", again.text());
+    assert_eq!(again.json()["skipped"], true);
+    let refused = tokio::task::block_in_place(|| client.stage(&id, &model, "models/../x"));
+    assert_eq!(refused.status, 400, "{}", refused.text());
 
     let status = tokio::task::block_in_place(|| worker.terminate());
     assert_eq!(

@@ -424,6 +424,20 @@ impl FrontendClient<'_> {
         value
     }
 
+    /// `POST /api/nodes/<id>/stage` with the admin token: the frontend pushes `file` to `key`
+    /// on the node's worker.
+    pub fn stage(&self, id: &str, file: &Path, key: &str) -> RawResponse {
+        let body = serde_json::json!({ "file": file, "key": key }).to_string();
+        request_to(
+            self.addr,
+            "POST",
+            &format!("/api/nodes/{id}/stage"),
+            self.admin,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+
     /// `GET /api/nodes` with the admin token.
     pub fn list(&self) -> Vec<Value> {
         let response = request_to(self.addr, "GET", "/api/nodes", self.admin, &[], b"");
