@@ -18,6 +18,7 @@
 //!   connect NATS, heartbeat, refresh credentials, drain, deregister);
 //! - [`node_files`]: the worker's NATS file-staging requests and replies;
 //! - [`nodes`]: the frontend's node registry and its `/api/node/*` routes;
+//! - [`nats`]: the NATS client protocol as a parser, an encoder and a connection state machine;
 //! - [`response`]: every response described as data.
 //!
 //! ## What this crate does not do
@@ -33,6 +34,7 @@ pub mod config;
 pub mod jwt;
 pub mod keys;
 pub mod logs;
+pub mod nats;
 pub mod node_files;
 pub mod nodes;
 pub mod posture;
