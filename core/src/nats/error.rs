@@ -24,7 +24,7 @@ pub enum ServerError {
     /// `Permissions Violation for Subscription to "<subject>"` or `… for Publish to
     /// "<subject>"`: the user may not use that subject. The connection stays up.
     #[error(
-        "the NATS user may not {kind} `{subject}` (Permissions Violation): widen its allow list"
+        "the NATS user may not {kind} {subject:?} (Permissions Violation): widen its allow list"
     )]
     PermissionViolation {
         /// Publish or subscribe.
@@ -38,8 +38,8 @@ pub enum ServerError {
     /// `Maximum Payload Violation`: a message exceeded the server's `max_payload`.
     #[error("a message exceeded the NATS server's max_payload")]
     MaxPayloadViolation,
-    /// Any other text.
-    #[error("the NATS server reported: {0}")]
+    /// Any other text (escaped in the message: it comes from the network).
+    #[error("the NATS server reported: {0:?}")]
     Other(String),
 }
 

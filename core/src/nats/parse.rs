@@ -95,7 +95,7 @@ pub enum ParseError {
     MissingPayloadTerminator,
     /// The header block of an `HMSG` is malformed. The message is consumed and the stream
     /// goes on (the framing is intact): another client published bad headers.
-    #[error("a message from subscription {sid} on `{subject}` has malformed headers: {error}")]
+    #[error("a message for subscription {sid} has malformed headers: {error}")]
     InvalidHeaders {
         /// The subscription it was delivered for.
         sid: Sid,
