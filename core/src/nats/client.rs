@@ -187,6 +187,10 @@ pub enum CloseReason {
     /// Keepalive `PING`s went unanswered.
     #[error("the NATS server stopped answering PINGs (stale connection)")]
     StaleConnection,
+    /// ([`TlsMode::Upgrade`]) Bytes came after `INFO` before the TLS handshake finished: a
+    /// man in the middle may be injecting plaintext that would be read as if it came over TLS.
+    #[error("the NATS server sent plaintext after INFO, before the TLS handshake: refused")]
+    PlaintextBeforeTls,
     /// The adapter reported the end of the connection ([`NatsClient::handle_disconnected`]).
     #[error("the connection to the NATS server was lost")]
     ConnectionLost,
@@ -206,6 +210,7 @@ impl CloseReason {
             Self::Protocol(_)
             | Self::NoInfo
             | Self::HandshakeTimeout
+            | Self::PlaintextBeforeTls
             | Self::StaleConnection
             | Self::ConnectionLost => true,
         }
@@ -401,14 +406,24 @@ impl NatsClient {
 
     /// Bytes read from the connection (any split).
     pub fn handle_input(&mut self, bytes: &[u8], now: Time) {
-        if self.is_closed() {
+        if self.is_closed() || bytes.is_empty() {
+            return;
+        }
+        if matches!(self.state, State::AwaitingTls { .. }) {
+            self.close_with(CloseReason::PlaintextBeforeTls);
             return;
         }
         self.parser.push(bytes);
         while !self.is_closed() {
             match self.parser.next_op() {
                 Ok(None) => break,
-                Ok(Some(op)) => self.on_op(op, now),
+                Ok(Some(op)) => {
+                    self.on_op(op, now);
+                    if matches!(self.state, State::AwaitingTls { .. }) && self.parser.buffered() > 0
+                    {
+                        self.close_with(CloseReason::PlaintextBeforeTls);
+                    }
+                }
                 Err(ParseError::InvalidHeaders { sid, error, .. }) => {
                     self.events.push_back(Event::Dropped { sid, error });
                 }
@@ -418,12 +433,15 @@ impl NatsClient {
     }
 
     /// ([`TlsMode::Upgrade`]) The TLS handshake asked for by [`Event::StartTls`] succeeded
-    /// (a failed one is [`NatsClient::handle_disconnected`]).
+    /// (a failed one is [`NatsClient::handle_disconnected`]); from now on
+    /// [`NatsClient::handle_input`] takes the decrypted bytes. Plaintext that arrived in
+    /// between closes the connection ([`CloseReason::PlaintextBeforeTls`]).
     pub fn handle_tls_established(&mut self, now: Time) {
         if let State::AwaitingTls { deadline } = self.state {
             if now >= deadline {
                 self.close_with(CloseReason::HandshakeTimeout);
             } else {
+                self.parser = Parser::new(self.config.limits);
                 self.send_connect(deadline);
             }
         }

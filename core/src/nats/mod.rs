@@ -38,6 +38,7 @@
 //!  AwaitingInfo ──INFO says tls_required, TlsMode::Disabled──▶ Closed(TlsRequiredByServer)
 //!        │  ──TlsMode::Upgrade, server offers no TLS──────────▶ Closed(TlsNotOffered)
 //!        │  ──anything but INFO / -ERR────────────────────────▶ Closed(NoInfo)
+//!        │  ──bytes after INFO before TLS is up────────────────▶ Closed(PlaintextBeforeTls)
 //!        │ INFO (TlsMode::Upgrade: Event::StartTls ─▶ AwaitingTls ─handle_tls_established─┐)
 //!        ▼                                                                               │
 //!  send CONNECT + PING ◀────────────────────────────────────────────────────────────────┘

@@ -821,6 +821,36 @@ fn tls_upgrade_waits_for_the_adapters_handshake() {
 }
 
 #[test]
+fn plaintext_after_info_is_never_read_as_if_it_came_over_tls() {
+    let mut cfg = config();
+    cfg.tls = TlsMode::Upgrade;
+    // Injected in the same read as INFO.
+    let mut c = NatsClient::new(cfg.clone(), Credential::Anonymous, T0).expect("valid");
+    c.handle_input(b"INFO {\"tls_required\":true}\r\nPONG\r\n", T0);
+    assert_eq!(
+        events(&mut c),
+        [
+            Event::StartTls,
+            Event::Closed(CloseReason::PlaintextBeforeTls)
+        ]
+    );
+    assert_eq!(transmitted(&mut c), "");
+    // Injected in a later read, before the handshake finished.
+    let mut c = NatsClient::new(cfg, Credential::Anonymous, T0).expect("valid");
+    c.handle_input(b"INFO {\"tls_required\":true}\r\n", T0);
+    c.handle_input(b"PING\r\n", T0);
+    assert_eq!(
+        events(&mut c),
+        [
+            Event::StartTls,
+            Event::Closed(CloseReason::PlaintextBeforeTls)
+        ]
+    );
+    c.handle_tls_established(T0);
+    assert_eq!(transmitted(&mut c), "", "no CONNECT after a refusal");
+}
+
+#[test]
 fn an_already_tls_transport_connects_at_once() {
     let mut cfg = config();
     cfg.tls = TlsMode::Established;
