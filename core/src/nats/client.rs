@@ -925,10 +925,9 @@ impl NatsClient {
         }
     }
 
+    /// Output queued before the close stays (the adapter writes it, then closes the socket):
+    /// dropping it would make what is written depend on how the input was split.
     fn close_with(&mut self, reason: CloseReason) {
-        if reason != CloseReason::Requested {
-            self.out.clear();
-        }
         self.pongs.clear();
         self.next_ping = None;
         self.fail_requests();

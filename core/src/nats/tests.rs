@@ -956,6 +956,28 @@ fn server_pings_are_answered_with_pongs() {
 }
 
 #[test]
+fn output_queued_before_a_close_is_still_written_whatever_the_split() {
+    // Found by the `nats_parse` fuzzer: the PONG was dropped when the PING and the garbage
+    // after it came in one read, and written when they came in two.
+    for chunks in [
+        &[&b"PING\r\nHELLO\r\n"[..]][..],
+        &[b"PING\r\n", b"HELLO\r\n"],
+    ] {
+        let mut c = connected();
+        for chunk in chunks {
+            c.handle_input(chunk, T0);
+        }
+        assert_eq!(transmitted(&mut c), "PONG\r\n");
+        assert_eq!(
+            events(&mut c),
+            [Event::Closed(CloseReason::Protocol(
+                ParseError::UnknownOperation
+            ))]
+        );
+    }
+}
+
+#[test]
 fn keepalive_pings_at_the_interval_and_closes_a_stale_connection() {
     let mut c = connected();
     let interval = Duration::from_secs(10);
