@@ -25,8 +25,8 @@
 #![deny(missing_docs)]
 
 pub use nodegate_core::{
-    auth, config, jwt, keys, logs, node_files, nodes, posture, range, registration, request,
-    response, staging, startup, upload,
+    auth, config, connections, jwt, keys, logs, nats, node_files, nodes, posture, range,
+    refusal_log, registration, request, response, roots, staging, startup, upload,
 };
 
 #[cfg(feature = "tokio")]

@@ -23,6 +23,7 @@
 //! - [`nodes`]: the frontend's node registry and its `/api/node/*` routes;
 //! - [`staging`]: the staging client — resumable uploads to a worker as a state machine, and the
 //!   planners of downloads, listings and temp files;
+//! - [`nats`]: the NATS client protocol as a parser, an encoder and a connection state machine;
 //! - [`response`]: every response described as data;
 //! - [`roots`]: which storage roots may be served (not `/`, not nested).
 //!
@@ -96,6 +97,7 @@ pub mod connections;
 pub mod jwt;
 pub mod keys;
 pub mod logs;
+pub mod nats;
 pub mod node_files;
 pub mod nodes;
 pub mod posture;

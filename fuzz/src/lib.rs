@@ -16,9 +16,9 @@
 //! | [`classify`] | raw request head | §1.4/§2.3: auth before method and key; auth is orthogonal to the rest; commands agree with the key and upload parsers; the secret never influences a response |
 //! | [`plan_upload`] | operation sequence (binary) | §4.7/§6.3 INV-1…INV-5: full and range uploads, HEADs, crashes and a full disk against a reference model |
 //! | [`posture`] | role line, then `NAME=value` lines | §3: never anonymous where a require-auth switch applies; refusals only when one does; secrets never reach any text |
+//! | [`nats_parse`] | raw bytes from a NATS server | issue 14: the same ops whatever the split, bounded buffering, parse → encode → parse round trip, the client machine split-invariant, printable error texts |
 //!
-//! Not covered yet, because the core does not have them: a NATS protocol parser (round trip)
-//! and the registration payload parser.
+//! Not covered yet, because the core does not have it: the registration payload parser.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +27,7 @@ mod classify;
 mod head;
 mod headers;
 mod keys;
+mod nats_parse;
 mod posture;
 mod range;
 pub mod seeds;
@@ -37,6 +38,7 @@ pub use auth::authorize;
 pub use classify::classify;
 pub use headers::{content_range, sha256_header};
 pub use keys::keys;
+pub use nats_parse::nats_parse;
 pub use posture::posture;
 pub use range::range;
 pub use upload::plan_upload;
@@ -55,4 +57,5 @@ pub const TARGETS: &[Target] = &[
     ("classify", classify),
     ("plan_upload", plan_upload),
     ("posture", posture),
+    ("nats_parse", nats_parse),
 ];
