@@ -39,7 +39,7 @@
 //!   except `NODEGATE_REFUSAL_LOG_INTERVAL`, where `0` logs every refusal.
 //! - **Worker limits**: counts (`NODEGATE_MAX_CONNECTIONS`, `NODEGATE_MAX_HEAD_PER_REMOTE`,
 //!   `NODEGATE_MAX_LOG_STREAMS`) are whole numbers from 1 to 2^20; `NODEGATE_MIN_BODY_RATE` is
-//!   bytes per second, `0` turning the check off.
+//!   bytes per second up to 2^30, `0` turning the check off.
 //! - **Frontend**: `LOCALAI_ADDRESS` must be `host:port` with a port in 1..65535 (Go's `:PORT`
 //!   means every interface, [`FrontendConfig::bind`]). `NODEGATE_ADMIN_TOKEN` is validated like
 //!   the registration token and must differ from it and from the previous one (every worker
@@ -1641,7 +1641,7 @@ fn parse_worker(r: &Reader<'_>) -> Result<WorkerConfig, ConfigError> {
     let first_head_timeout = r.duration(FIRST_HEAD_TIMEOUT, DEFAULT_FIRST_HEAD_TIMEOUT)?;
     let max_head_per_remote = r.count(MAX_HEAD_PER_REMOTE, DEFAULT_MAX_HEAD_PER_REMOTE)?;
     let max_log_streams = r.count(MAX_LOG_STREAMS, DEFAULT_MAX_LOG_STREAMS)?;
-    let min_body_rate = r.number(MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE, 0, u64::MAX)?;
+    let min_body_rate = r.number(MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE, 0, 1 << 30)?;
     let body_rate_window = r.duration(BODY_RATE_WINDOW, DEFAULT_BODY_RATE_WINDOW)?;
     let refusal_log_interval =
         r.duration_or_zero(REFUSAL_LOG_INTERVAL, DEFAULT_REFUSAL_LOG_INTERVAL)?;

@@ -567,7 +567,7 @@ static TABLE: [Setting; 57] = [
         ":8080",
         Registration,
         Roles::FRONTEND,
-        "HTTP API listen address",
+        "HTTP API listen address; Go's :PORT means every interface",
     ),
     row(
         DISTRIBUTED,
@@ -598,7 +598,7 @@ static TABLE: [Setting; 57] = [
         SECRET_EXAMPLE,
         Registration,
         Roles::FRONTEND,
-        "token guarding the admin routes /api/nodes/* (approve, drain, stage...); must differ \
+        "token guarding the admin routes /api/nodes/* (list, approve, delete, stage); must differ \
          from the registration token, which every worker holds",
     )),
     // -- NATS ----------------------------------------------------------------------------------
