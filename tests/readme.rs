@@ -1,29 +1,40 @@
 //! The README documents exactly the settings of the settings table, its two set-up commands are
 //! the ones CI and users run, and its defaults write nowhere git tracks.
 
-use nodegate::cli::{COMMANDS, markdown_table};
-use nodegate::config::known_variables;
+use nodegate::cli::{COMMANDS, markdown_table, own_settings_table};
+use nodegate::config::{Role, known_variables};
 
 const BEGIN: &str =
     "<!-- settings:begin (generated from the settings table: tests/readme.rs) -->\n";
 const END: &str = "<!-- settings:end -->";
+const FRONTEND_BEGIN: &str =
+    "<!-- frontend-settings:begin (generated from the settings table: tests/readme.rs) -->\n";
+const FRONTEND_END: &str = "<!-- frontend-settings:end -->";
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The text between `begin` and `end`.
+fn between<'a>(readme: &'a str, begin: &str, end: &str) -> &'a str {
+    let start = readme
+        .find(begin)
+        .unwrap_or_else(|| panic!("README.md lacks {begin:?}"))
+        + begin.len();
+    let stop = readme[start..]
+        .find(end)
+        .unwrap_or_else(|| panic!("README.md lacks {end:?}"))
+        + start;
+    &readme[start..stop]
+}
+
 #[test]
 fn readme_settings_table_is_the_settings_table() {
     let readme = read("README.md");
-    let start = readme
-        .find(BEGIN)
-        .expect("README.md has the settings markers")
-        + BEGIN.len();
-    let end = readme[start..].find(END).expect("settings end marker") + start;
     let expected = markdown_table();
     assert!(
-        readme[start..end] == expected,
+        between(&readme, BEGIN, END) == expected,
         "README.md's settings table differs from the table; replace it with:\n{expected}"
     );
     for role in COMMANDS {
@@ -34,6 +45,24 @@ fn readme_settings_table_is_the_settings_table() {
                 setting.name
             );
         }
+    }
+}
+
+#[test]
+fn readme_cluster_section_shows_the_frontends_own_settings_from_the_table() {
+    let readme = read("README.md");
+    let expected = own_settings_table(Role::Frontend);
+    assert!(
+        between(&readme, FRONTEND_BEGIN, FRONTEND_END) == expected,
+        "README.md's frontend settings differ from the table; replace them with:\n{expected}"
+    );
+    for name in [
+        "NODEGATE_ADMIN_TOKEN",
+        "NODEGATE_REGISTRY",
+        "NODEGATE_STALE_AFTER",
+        "NODEGATE_HEALTH_CHECK_INTERVAL",
+    ] {
+        assert!(expected.contains(&format!("`{name}`")), "{name}");
     }
 }
 

@@ -30,6 +30,8 @@ pub fn nodegate_command() -> Command {
         nodegate = nodegate.subcommand(command(role));
     }
     nodegate
+        .subcommand(super::stage::command())
+        .subcommand(super::nats_setup::command())
 }
 
 /// The command line of `role`: one flag per setting the role honours, grouped, each with its
@@ -42,8 +44,8 @@ pub fn command(role: Role) -> Command {
         .version(env!("CARGO_PKG_VERSION"))
         .about(about)
         .long_about(long_about)
-        .after_help(after_help(example))
-        .after_long_help(after_help(example));
+        .after_help(after_help(role, example))
+        .after_long_help(after_help(role, example));
     for setting in known_variables(role) {
         command = command.arg(arg(setting));
     }
@@ -96,16 +98,34 @@ fn describe(role: Role) -> (&'static str, &'static str, &'static str) {
             "LOCALAI_REGISTER_TO=http://frontend:8080 LOCALAI_NATS_URL=nats://nats:4222 \\\n    \
              LOCALAI_REGISTRATION_TOKEN_FILE=/run/secrets/localai-token nodegate agent-worker",
         ),
-        Role::Frontend => ("Run a frontend", "Run a frontend", "nodegate frontend"),
+        Role::Frontend => (
+            "Run a frontend: node registration and approval, minted NATS credentials, the health monitor, admin routes",
+            "Run the reference frontend: LocalAI's node endpoints (/api/node/*) behind the \
+             registration token, admin routes (/api/nodes/*: list, approve, delete, stage a file \
+             to a worker) behind NODEGATE_ADMIN_TOKEN, per-node NATS user JWTs minted from \
+             LOCALAI_NATS_ACCOUNT_SEED at registration, a health monitor that marks silent nodes \
+             offline, and a registry kept in an SQLite file. It evaluates its security posture \
+             before binding or creating anything (refusing to start when authentication is \
+             required but not configured), connects to NATS when LOCALAI_NATS_URL is set \
+             (/readyz follows the link), and on SIGINT or SIGTERM stops and exits 0.",
+            "LOCALAI_REGISTRATION_TOKEN_FILE=/run/secrets/localai-token \\\n    \
+             NODEGATE_ADMIN_TOKEN=\"$(cat /run/secrets/nodegate-admin)\" \\\n    \
+             LOCALAI_NATS_URL=nats://nats:4222 LOCALAI_NATS_ACCOUNT_SEED=\"$(cat nats/account.nk)\" \\\n    \
+             nodegate frontend",
+        ),
     }
 }
 
-fn after_help(example: &str) -> String {
+fn after_help(role: Role, example: &str) -> String {
+    let stopped = match role {
+        Role::Frontend => "SIGTERM or SIGINT",
+        Role::Worker | Role::AgentWorker => "SIGTERM, SIGINT, or the frontend's stop request",
+    };
     format!(
         "Booleans accept true/false, 1/0, t/f, yes/no, on/off; a bare switch means true. \
          Durations use Go syntax (10s, 1m30s). Secrets are never printed.\n\n\
          Exit status:\n  \
-         0  stopped cleanly (SIGTERM, SIGINT, or the frontend's stop request)\n  \
+         0  stopped cleanly ({stopped})\n  \
          1  refused to start (a *_REQUIRE_AUTH switch without its secret), or failed while running\n  \
          2  a setting cannot be honoured (invalid value, unusable address or directory); the \
          message names it\n\n\
@@ -149,6 +169,32 @@ pub fn markdown_table() -> String {
                 escape(s.meaning)
             );
         }
+    }
+    out
+}
+
+/// The settings only `role` has, as one Markdown table (the README's frontend section shows
+/// the frontend's; `tests/readme.rs` checks it between `<!-- <role>-settings:begin` and
+/// `<!-- <role>-settings:end -->`).
+#[must_use]
+pub fn own_settings_table(role: Role) -> String {
+    let mut out = String::from("\n| Variable | Flag | Default | Meaning |\n|---|---|---|---|\n");
+    for s in known_variables(role) {
+        if Role::ALL
+            .iter()
+            .any(|&other| other != role && s.applies_to(other))
+        {
+            continue;
+        }
+        let secret = if s.secret { " (secret)" } else { "" };
+        let _ = writeln!(
+            out,
+            "| `{}`{secret} | `--{}` | {} | {} |",
+            s.name,
+            s.flag,
+            code_or_words(s.default),
+            escape(s.meaning)
+        );
     }
     out
 }

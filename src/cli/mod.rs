@@ -1,19 +1,26 @@
 //! The `nodegate` command: one subcommand per role, with flags, environment variables and
-//! `--help` built from the core's settings table ([`crate::config::SETTINGS`]).
+//! `--help` built from the core's settings table ([`crate::config::SETTINGS`]), and two tools.
 //!
 //! - `nodegate worker`: LocalAI's supervisor worker ([`crate::tokio_adapter::member::run_worker`]);
+//! - `nodegate frontend`: the reference frontend
+//!   ([`crate::tokio_adapter::frontend::run_frontend`]): node registration and approval, minted
+//!   NATS credentials, the health monitor, admin routes, a registry in SQLite;
 //! - `nodegate agent-worker`: LocalAI's agent worker
-//!   ([`crate::tokio_adapter::member::start_agent`]), logging each message it receives.
+//!   ([`crate::tokio_adapter::member::start_agent`]), logging each message it receives;
+//! - `nodegate stage push|pull|ls|temp`: the resumable staging client
+//!   ([`crate::tokio_adapter::stage::Stager`]);
+//! - `nodegate nats-setup DIR [PORT]`: the keys and configuration of an operator-mode NATS
+//!   ([`crate::tokio_adapter::frontend::setup::run`]).
 //!
-//! `frontend`, `stage` and `nats-setup` join as they land. The reference programs
-//! `examples/worker.rs` and `examples/agent-worker.rs` are [`worker`] and [`agent_worker`].
+//! The reference programs in `examples/` are these commands as programs of their own:
+//! [`worker`], [`frontend`], [`agent_worker`], [`stage`] and [`nats_setup`].
 //!
-//! Every run goes the same way: the settings are collected from flags and the environment
-//! (a flag wins), the files they name are read, [`Config::parse`] checks every value, the log
-//! filter is checked by the log library, and — unless the posture refuses — the worker checks
-//! that its address and roots are usable before the core's start-up machine takes over. A value
-//! that cannot be honoured stops the program with [`EXIT_CONFIG`] and one message that names
-//! the variable and a valid example.
+//! Every run of a role goes the same way: the settings are collected from flags and the
+//! environment (a flag wins), the files they name are read, [`Config::parse`] checks every
+//! value, the log filter is checked by the log library, and — unless the posture refuses — the
+//! role checks that its address (and the worker its roots, the frontend its registry) is
+//! usable before it starts. A value that cannot be honoured stops the program with
+//! [`EXIT_CONFIG`] and one message that names the variable and a valid example.
 //!
 //! ```no_run
 //! // A program of your own that is the `nodegate` command:
@@ -33,9 +40,12 @@
 //! ```
 
 mod agent;
+mod frontend;
 mod help;
 mod logging;
+mod nats_setup;
 mod preflight;
+mod stage;
 mod worker;
 
 use std::ffi::OsString;
@@ -45,7 +55,7 @@ use clap::ArgMatches;
 
 use crate::config::{Config, ConfigError, FileContents, Host, Role, Vars, known_variables};
 
-pub use help::{command, markdown_table, nodegate_command};
+pub use help::{command, markdown_table, nodegate_command, own_settings_table};
 
 /// Exit status of a clean stop (signal, or the frontend's stop request).
 pub const EXIT_OK: u8 = 0;
@@ -55,8 +65,12 @@ pub const EXIT_FAILED: u8 = 1;
 /// it names that cannot be used. Also clap's status for a command-line usage error.
 pub const EXIT_CONFIG: u8 = 2;
 
-/// The roles that have a subcommand, in `--help` order.
-pub const COMMANDS: [Role; 2] = [Role::Worker, Role::AgentWorker];
+/// The roles that have a subcommand, in `--help` order (the tools `stage` and `nats-setup`
+/// follow them).
+pub const COMMANDS: [Role; 3] = [Role::Worker, Role::Frontend, Role::AgentWorker];
+
+/// The subcommands that are tools rather than roles, in `--help` order.
+pub const TOOLS: [&str; 2] = ["stage", "nats-setup"];
 
 /// Runs `nodegate` with the process's arguments and returns its exit status.
 #[must_use]
@@ -73,6 +87,8 @@ where
 {
     let matches = nodegate_command().get_matches_from(args);
     match matches.subcommand() {
+        Some(("stage", sub)) => stage::main(sub),
+        Some(("nats-setup", sub)) => nats_setup::main(sub),
         Some((name, sub)) => match COMMANDS.into_iter().find(|role| role.as_str() == name) {
             Some(role) => run(role, sub, &format!("nodegate {name}")),
             None => ExitCode::from(EXIT_CONFIG),
@@ -89,11 +105,30 @@ pub fn worker() -> ExitCode {
     role_main(Role::Worker)
 }
 
+/// The reference frontend (`examples/frontend.rs`): `nodegate frontend` as a program of its
+/// own.
+#[must_use]
+pub fn frontend() -> ExitCode {
+    role_main(Role::Frontend)
+}
+
 /// The reference agent worker (`examples/agent-worker.rs`): `nodegate agent-worker` as a
 /// program of its own.
 #[must_use]
 pub fn agent_worker() -> ExitCode {
     role_main(Role::AgentWorker)
+}
+
+/// The staging client (`examples/stage.rs`): `nodegate stage` as a program of its own.
+#[must_use]
+pub fn stage() -> ExitCode {
+    stage::main(&stage::command().get_matches())
+}
+
+/// The NATS set-up (`examples/nats-setup.rs`): `nodegate nats-setup` as a program of its own.
+#[must_use]
+pub fn nats_setup() -> ExitCode {
+    nats_setup::main(&nats_setup::command().get_matches())
 }
 
 fn role_main(role: Role) -> ExitCode {
@@ -138,8 +173,8 @@ fn run(role: Role, matches: &ArgMatches, program: &str) -> ExitCode {
     };
     let code = match role {
         Role::Worker => runtime.block_on(worker::run(config, host, program)),
+        Role::Frontend => runtime.block_on(frontend::run(config, program)),
         Role::AgentWorker => runtime.block_on(agent::run(config, host)),
-        Role::Frontend => EXIT_CONFIG,
     };
     ExitCode::from(code)
 }

@@ -1,14 +1,26 @@
-//! What the worker checks before the start-up machine binds and creates: that its address can
-//! be listened on and that its roots are (or can become) writable directories. Each failure is
-//! a [`ConfigError`] naming the setting to change. Nothing is left behind: the probe listener
+//! What a role checks before it binds and creates: that its address can be listened on, that
+//! the worker's roots are (or can become) writable directories. Each failure is a
+//! [`ConfigError`] naming the setting to change. Nothing is left behind: the probe listener
 //! is closed and the probe file removed before the server starts.
 
 use std::io::ErrorKind;
-use std::net::{TcpListener, ToSocketAddrs as _};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs as _};
 use std::path::Path;
 
-use crate::config::{ConfigError, ConfigProblem, HTTP_ADDR, MODELS_PATH, WorkerConfig};
+use crate::config::{
+    ADDRESS, ConfigError, ConfigProblem, FrontendConfig, HTTP_ADDR, MODELS_PATH, WorkerConfig,
+};
 use crate::keys::Roots;
+
+/// Checks the listen address of a frontend.
+///
+/// # Errors
+/// [`ADDRESS`] when it cannot be resolved or listened on.
+pub(super) fn frontend(frontend: &FrontendConfig) -> Result<(), ConfigError> {
+    let bind = frontend.bind();
+    let addrs = resolve(&bind, ADDRESS)?;
+    listenable(&addrs, bind, ADDRESS)
+}
 
 /// Checks the bind address and the three roots of a worker.
 ///
@@ -17,16 +29,7 @@ use crate::keys::Roots;
 /// siblings).
 pub(super) fn worker(worker: &WorkerConfig, roots: &Roots) -> Result<(), ConfigError> {
     let bind = worker.http_bind();
-    let address_error = |problem| ConfigError::new(HTTP_ADDR, problem);
-    let addrs: Vec<_> = bind
-        .to_socket_addrs()
-        .map_err(|error| {
-            address_error(ConfigProblem::UnusableAddress {
-                value: bind.clone(),
-                reason: format!("cannot resolve it: {error}"),
-            })
-        })?
-        .collect();
+    let addrs = resolve(&bind, HTTP_ADDR)?;
     for (path, what) in [
         (&roots.models, "the models directory"),
         (
@@ -48,19 +51,47 @@ pub(super) fn worker(worker: &WorkerConfig, roots: &Roots) -> Result<(), ConfigE
             )
         })?;
     }
-    match TcpListener::bind(&addrs[..]) {
-        Ok(listener) => drop(listener),
-        Err(error) if error.kind() == ErrorKind::AddrInUse => {
-            return Err(address_error(ConfigProblem::AddressInUse { value: bind }));
+    listenable(&addrs, bind, HTTP_ADDR)
+}
+
+/// The socket addresses of `bind`, the value of `variable`.
+fn resolve(bind: &str, variable: &'static str) -> Result<Vec<SocketAddr>, ConfigError> {
+    bind.to_socket_addrs()
+        .map(Iterator::collect)
+        .map_err(|error| {
+            ConfigError::new(
+                variable,
+                ConfigProblem::UnusableAddress {
+                    value: bind.to_owned(),
+                    reason: format!("cannot resolve it: {error}"),
+                },
+            )
+        })
+}
+
+/// `Ok` when a listener can be bound on `addrs` (and is closed again at once).
+fn listenable(
+    addrs: &[SocketAddr],
+    bind: String,
+    variable: &'static str,
+) -> Result<(), ConfigError> {
+    match TcpListener::bind(addrs) {
+        Ok(listener) => {
+            drop(listener);
+            Ok(())
         }
-        Err(error) => {
-            return Err(address_error(ConfigProblem::UnusableAddress {
+        Err(error) if error.kind() == ErrorKind::AddrInUse => Err(ConfigError::new(
+            variable,
+            ConfigProblem::AddressInUse { value: bind },
+        )),
+        Err(error) => Err(ConfigError::new(
+            variable,
+            ConfigProblem::UnusableAddress {
                 value: bind,
                 reason: error.to_string(),
-            }));
-        }
+            },
+        )),
     }
-    Ok(())
 }
 
 /// `Ok` when `path` is a writable directory, or does not exist and its nearest existing

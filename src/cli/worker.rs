@@ -54,6 +54,12 @@ pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
         header_read_timeout: worker.header_timeout,
         body_idle_timeout: worker.body_idle_timeout,
         max_connections: worker.max_connections,
+        first_head_timeout: worker.first_head_timeout,
+        max_head_per_remote: worker.max_head_per_remote,
+        max_log_streams: worker.max_log_streams,
+        min_body_rate: worker.min_body_rate,
+        body_rate_window: worker.body_rate_window,
+        refusal_log_interval: worker.refusal_log_interval,
         shutdown_grace: Duration::from_secs(5),
         ..Limits::default()
     };

@@ -35,7 +35,16 @@
 //! - **Durations**: Go syntax (`10s`, `1m30s`, `500ms`, `1.5h`, `0`; units `ns us µs ms s m h`).
 //!   Negative or unparsable values are errors (LocalAI panics on a negative heartbeat, spec §8.30).
 //!   `LOCALAI_HEARTBEAT_INTERVAL=0` means the default 10 s, `LOCALAI_NATS_WORKER_JWT_TTL=0` the
-//!   default 24 h (as in LocalAI).
+//!   default 24 h (as in LocalAI); nodegate's durations likewise take `0` for their default,
+//!   except `NODEGATE_REFUSAL_LOG_INTERVAL`, where `0` logs every refusal.
+//! - **Worker limits**: counts (`NODEGATE_MAX_CONNECTIONS`, `NODEGATE_MAX_HEAD_PER_REMOTE`,
+//!   `NODEGATE_MAX_LOG_STREAMS`) are whole numbers from 1 to 2^20; `NODEGATE_MIN_BODY_RATE` is
+//!   bytes per second up to 2^30, `0` turning the check off.
+//! - **Frontend**: `LOCALAI_ADDRESS` must be `host:port` with a port in 1..65535 (Go's `:PORT`
+//!   means every interface, [`FrontendConfig::bind`]). `NODEGATE_ADMIN_TOKEN` is validated like
+//!   the registration token and must differ from it and from the previous one (every worker
+//!   holds them). `NODEGATE_REGISTRY=:memory:` keeps nothing; any other value is a file path.
+//!   `LOCALAI_DISTRIBUTED=true` requires `LOCALAI_NATS_URL`.
 //! - **Sizes** (`LOCALAI_MAX_UPLOAD_SIZE`): plain bytes, or a number followed by `K`, `M`, `G` or
 //!   `T` (powers of 1024), optionally followed by `iB` or `B`, case-insensitive: `50GiB`, `100M`,
 //!   `1073741824`. `0` means unlimited (LocalAI treats ≤ 0 as unlimited, security.md SC-13); a
@@ -498,6 +507,22 @@ pub struct WorkerConfig {
     pub body_idle_timeout: Duration,
     /// `NODEGATE_MAX_CONNECTIONS`: most connections served at once (default 512).
     pub max_connections: usize,
+    /// `NODEGATE_FIRST_HEAD_TIMEOUT`: time a new connection has to send its first request head
+    /// (default 5s).
+    pub first_head_timeout: Duration,
+    /// `NODEGATE_MAX_HEAD_PER_REMOTE`: connections one remote address may hold while they send
+    /// their first head (default 128).
+    pub max_head_per_remote: usize,
+    /// `NODEGATE_MAX_LOG_STREAMS`: most log WebSockets open at once (default 128).
+    pub max_log_streams: usize,
+    /// `NODEGATE_MIN_BODY_RATE`: slowest average upload body rate in bytes per second over
+    /// [`body_rate_window`](Self::body_rate_window); 0 turns the check off (default 1024).
+    pub min_body_rate: u64,
+    /// `NODEGATE_BODY_RATE_WINDOW`: the window of the body rate (default 60s).
+    pub body_rate_window: Duration,
+    /// `NODEGATE_REFUSAL_LOG_INTERVAL`: interval of the refusal summaries; zero logs every
+    /// refusal (default 10s).
+    pub refusal_log_interval: Duration,
 }
 
 impl WorkerConfig {
@@ -611,12 +636,45 @@ impl WorkerConfig {
 /// Frontend settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendConfig {
-    /// `LOCALAI_ADDRESS`, the HTTP API listen address (default `:8080`).
+    /// `LOCALAI_ADDRESS`, the HTTP API listen address as given (default `:8080`); see
+    /// [`FrontendConfig::bind`].
     pub address: String,
     /// `LOCALAI_DISTRIBUTED`.
     pub distributed: bool,
     /// `LOCALAI_AUTO_APPROVE_NODES`.
     pub auto_approve_nodes: bool,
+    /// `NODEGATE_ADMIN_TOKEN`: guards the admin routes; `None` disables them. Never equal to a
+    /// registration token (current or previous).
+    pub admin_token: Option<Token>,
+    /// `NODEGATE_REGISTRY`: where registered nodes are kept.
+    pub registry: RegistryLocation,
+    /// `NODEGATE_STALE_AFTER`: a node silent for longer is marked offline (default 60s).
+    pub stale_after: Duration,
+    /// `NODEGATE_HEALTH_CHECK_INTERVAL`: period of the health monitor (default 15s).
+    pub health_check_interval: Duration,
+}
+
+impl FrontendConfig {
+    /// The listen address: `LOCALAI_ADDRESS`, where an empty host (Go's `:PORT`) means every
+    /// interface, `0.0.0.0:PORT`, as in LocalAI.
+    #[must_use]
+    pub fn bind(&self) -> String {
+        if self.address.starts_with(':') {
+            format!("0.0.0.0{}", self.address)
+        } else {
+            self.address.clone()
+        }
+    }
+}
+
+/// Where the frontend keeps its registry (`NODEGATE_REGISTRY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    /// An SQLite file (relative paths are relative to the current directory), created when
+    /// the frontend starts serving.
+    File(PathBuf),
+    /// `:memory:`: nothing is kept across restarts.
+    Memory,
 }
 
 /// Agent-worker settings.
@@ -848,6 +906,29 @@ pub enum ConfigProblem {
         /// The address.
         value: String,
     },
+    /// The admin token is a registration token, which every worker holds.
+    #[error(
+        "must differ from {other} (every worker holds the registration token, so it would open \
+         the admin routes to every worker); choose another token"
+    )]
+    SameAsRegistrationToken {
+        /// The registration token variable it equals.
+        other: &'static str,
+    },
+    /// Not a NATS account nkey seed.
+    #[error("{}", account_seed_problem(.found))]
+    InvalidAccountSeed {
+        /// The kind of seed found (`user`, `operator`); `None` when it is no nkey seed at all.
+        found: Option<&'static str>,
+    },
+    /// A file the program must create or open is not usable.
+    #[error("cannot open {path:?}: {reason}")]
+    UnusableFile {
+        /// The file.
+        path: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// A directory the worker must use is not usable.
     #[error("{path:?} {reason}")]
     UnusableDirectory {
@@ -856,6 +937,15 @@ pub enum ConfigProblem {
         /// Why, in words (`is a file, not a directory`, `is not writable: …`).
         reason: String,
     },
+}
+
+fn account_seed_problem(found: &Option<&'static str>) -> String {
+    match found {
+        None => "is not a valid nkey seed; use the account seed (SA…) nats-setup wrote to \
+                 account.nk"
+            .to_owned(),
+        Some(kind) => format!("must be an account seed (SA…), not a {kind} seed"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -879,22 +969,7 @@ impl Config {
         let nats = parse_nats(&r)?;
         let (mut worker, mut frontend, mut agent) = (None, None, None);
         match role {
-            Role::Frontend => {
-                let f = FrontendConfig {
-                    address: r.text(ADDRESS).unwrap_or(DEFAULT_ADDRESS).to_owned(),
-                    distributed: r.bool(DISTRIBUTED)?,
-                    auto_approve_nodes: r.bool(AUTO_APPROVE_NODES)?,
-                };
-                if f.distributed && nats.url.is_none() {
-                    return Err(ConfigError::new(
-                        NATS_URL,
-                        ConfigProblem::Required {
-                            because: DISTRIBUTED,
-                        },
-                    ));
-                }
-                frontend = Some(f);
-            }
+            Role::Frontend => frontend = Some(parse_frontend(&r, &registration, &nats)?),
             Role::Worker => worker = Some(parse_worker(&r)?),
             Role::AgentWorker => {
                 agent = Some(AgentConfig {
@@ -1169,15 +1244,30 @@ impl<'a> Reader<'a> {
             .map_err(|p| ConfigError::new(name, p))
     }
 
+    /// A duration where `0` means the default.
     fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.duration_or_zero(name, default)? {
+            Duration::ZERO => Ok(default),
+            d => Ok(d),
+        }
+    }
+
+    /// A duration where `0` means zero (the setting documents what zero turns off).
+    fn duration_or_zero(
+        &self,
+        name: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match self.text(name) {
             None => Ok(default),
-            Some(v) => match parse_duration(v) {
-                Ok(Duration::ZERO) => Ok(default),
-                Ok(d) => Ok(d),
-                Err(p) => Err(ConfigError::new(name, p)),
-            },
+            Some(v) => parse_duration(v).map_err(|p| ConfigError::new(name, p)),
         }
+    }
+
+    /// A count of things (connections, streams) from 1 to 2^20.
+    fn count(&self, name: &'static str, default: usize) -> Result<usize, ConfigError> {
+        let n = self.number(name, default as u64, 1, 1 << 20)?;
+        Ok(usize::try_from(n).unwrap_or(default))
     }
 
     fn secret(&self, name: &'static str) -> Result<Option<Secret>, ConfigError> {
@@ -1444,6 +1534,71 @@ fn parse_nats(r: &Reader<'_>) -> Result<NatsConfig, ConfigError> {
     })
 }
 
+fn parse_frontend(
+    r: &Reader<'_>,
+    registration: &RegistrationConfig,
+    nats: &NatsConfig,
+) -> Result<FrontendConfig, ConfigError> {
+    let address = r.text(ADDRESS).unwrap_or(DEFAULT_ADDRESS).to_owned();
+    if port_of(&address).is_none() {
+        return Err(ConfigError::new(
+            ADDRESS,
+            ConfigProblem::InvalidAddress {
+                value: shown(&address),
+            },
+        ));
+    }
+    let distributed = r.bool(DISTRIBUTED)?;
+    if distributed && nats.url.is_none() {
+        return Err(ConfigError::new(
+            NATS_URL,
+            ConfigProblem::Required {
+                because: DISTRIBUTED,
+            },
+        ));
+    }
+    let auto_approve_nodes = r.bool(AUTO_APPROVE_NODES)?;
+    let admin_token = r.token(ADMIN_TOKEN)?;
+    if let Some(admin) = &admin_token {
+        let admin = admin.digest();
+        for (other, token) in [
+            (REGISTRATION_TOKEN, registration.token.as_ref()),
+            (
+                REGISTRATION_TOKEN_PREVIOUS,
+                registration.previous_token.as_ref(),
+            ),
+        ] {
+            if token.is_some_and(|token| token.digest().matches(&admin)) {
+                // A token read from the file is the same secret under the other variable.
+                let other = if other == REGISTRATION_TOKEN {
+                    registration.token_source.unwrap_or(REGISTRATION_TOKEN)
+                } else {
+                    other
+                };
+                return Err(ConfigError::new(
+                    ADMIN_TOKEN,
+                    ConfigProblem::SameAsRegistrationToken { other },
+                ));
+            }
+        }
+    }
+    let registry = match r.text(REGISTRY).unwrap_or(DEFAULT_REGISTRY) {
+        MEMORY_REGISTRY => RegistryLocation::Memory,
+        path => RegistryLocation::File(PathBuf::from(path)),
+    };
+    let stale_after = r.duration(STALE_AFTER, DEFAULT_STALE_AFTER)?;
+    let health_check_interval = r.duration(HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?;
+    Ok(FrontendConfig {
+        address,
+        distributed,
+        auto_approve_nodes,
+        admin_token,
+        registry,
+        stale_after,
+        health_check_interval,
+    })
+}
+
 fn parse_worker(r: &Reader<'_>) -> Result<WorkerConfig, ConfigError> {
     let addr = r.text(ADDR).map(str::to_owned);
     let serve_addr = r.text(SERVE_ADDR).unwrap_or(DEFAULT_SERVE_ADDR).to_owned();
@@ -1482,9 +1637,14 @@ fn parse_worker(r: &Reader<'_>) -> Result<WorkerConfig, ConfigError> {
     let vram_budget = r.text(VRAM_BUDGET).map(str::to_owned);
     let header_timeout = r.duration(HEADER_TIMEOUT, DEFAULT_HEADER_TIMEOUT)?;
     let body_idle_timeout = r.duration(BODY_IDLE_TIMEOUT, DEFAULT_BODY_IDLE_TIMEOUT)?;
-    let max_connections =
-        usize::try_from(r.number(MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS as u64, 1, 1 << 20)?)
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let max_connections = r.count(MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS)?;
+    let first_head_timeout = r.duration(FIRST_HEAD_TIMEOUT, DEFAULT_FIRST_HEAD_TIMEOUT)?;
+    let max_head_per_remote = r.count(MAX_HEAD_PER_REMOTE, DEFAULT_MAX_HEAD_PER_REMOTE)?;
+    let max_log_streams = r.count(MAX_LOG_STREAMS, DEFAULT_MAX_LOG_STREAMS)?;
+    let min_body_rate = r.number(MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE, 0, 1 << 30)?;
+    let body_rate_window = r.duration(BODY_RATE_WINDOW, DEFAULT_BODY_RATE_WINDOW)?;
+    let refusal_log_interval =
+        r.duration_or_zero(REFUSAL_LOG_INTERVAL, DEFAULT_REFUSAL_LOG_INTERVAL)?;
     let worker = WorkerConfig {
         addr,
         serve_addr,
@@ -1500,6 +1660,12 @@ fn parse_worker(r: &Reader<'_>) -> Result<WorkerConfig, ConfigError> {
         header_timeout,
         body_idle_timeout,
         max_connections,
+        first_head_timeout,
+        max_head_per_remote,
+        max_log_streams,
+        min_body_rate,
+        body_rate_window,
+        refusal_log_interval,
     };
     let base = worker.base_port();
     let derives_http_port = worker.http_addr.is_none() || worker.advertise_http_addr.is_none();

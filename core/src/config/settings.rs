@@ -109,6 +109,26 @@ pub const HEADER_TIMEOUT: &str = "NODEGATE_HEADER_TIMEOUT";
 pub const BODY_IDLE_TIMEOUT: &str = "NODEGATE_BODY_IDLE_TIMEOUT";
 /// Worker: most connections the file server serves at once (nodegate).
 pub const MAX_CONNECTIONS: &str = "NODEGATE_MAX_CONNECTIONS";
+/// Worker: time a new connection has to send its first request head (nodegate).
+pub const FIRST_HEAD_TIMEOUT: &str = "NODEGATE_FIRST_HEAD_TIMEOUT";
+/// Worker: connections one remote address may hold while they send their first head (nodegate).
+pub const MAX_HEAD_PER_REMOTE: &str = "NODEGATE_MAX_HEAD_PER_REMOTE";
+/// Worker: most log WebSockets open at once, outside the connection cap (nodegate).
+pub const MAX_LOG_STREAMS: &str = "NODEGATE_MAX_LOG_STREAMS";
+/// Worker: slowest average rate of an upload body, bytes per second; 0 = off (nodegate).
+pub const MIN_BODY_RATE: &str = "NODEGATE_MIN_BODY_RATE";
+/// Worker: the window [`MIN_BODY_RATE`] is averaged over (nodegate).
+pub const BODY_RATE_WINDOW: &str = "NODEGATE_BODY_RATE_WINDOW";
+/// Worker: interval of the refusal summaries; 0 = log every refusal (nodegate).
+pub const REFUSAL_LOG_INTERVAL: &str = "NODEGATE_REFUSAL_LOG_INTERVAL";
+/// Frontend: the admin token guarding `/api/nodes/*`; unset = admin routes disabled (nodegate).
+pub const ADMIN_TOKEN: &str = "NODEGATE_ADMIN_TOKEN";
+/// Frontend: the registry's SQLite file; `:memory:` keeps nothing (nodegate).
+pub const REGISTRY: &str = "NODEGATE_REGISTRY";
+/// Frontend: a node silent for longer is marked offline (nodegate).
+pub const STALE_AFTER: &str = "NODEGATE_STALE_AFTER";
+/// Frontend: how often the health monitor looks for silent nodes (nodegate).
+pub const HEALTH_CHECK_INTERVAL: &str = "NODEGATE_HEALTH_CHECK_INTERVAL";
 /// Agent worker: API base URL (default: the frontend URL).
 pub const API_URL: &str = "LOCALAI_API_URL";
 /// Agent worker: API token (default: the one provisioned at registration).
@@ -136,6 +156,26 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on concurrent connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time a new connection has to send its first request head.
+pub const DEFAULT_FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on connections of one remote address still sending their first head.
+pub const DEFAULT_MAX_HEAD_PER_REMOTE: usize = 128;
+/// Default cap on open log WebSockets.
+pub const DEFAULT_MAX_LOG_STREAMS: usize = 128;
+/// Default slowest average upload body rate, bytes per second.
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+/// Default window of the body rate.
+pub const DEFAULT_BODY_RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Default interval of the refusal summaries (the core's refusal log).
+pub const DEFAULT_REFUSAL_LOG_INTERVAL: Duration = crate::refusal_log::DEFAULT_INTERVAL;
+/// Default registry file of the frontend (relative to the current directory).
+pub const DEFAULT_REGISTRY: &str = "nodegate-frontend.sqlite";
+/// The registry value that keeps nodes in memory only.
+pub const MEMORY_REGISTRY: &str = ":memory:";
+/// Default silence after which the frontend marks a node offline.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+/// Default period of the frontend's health monitor.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 /// Default models path (relative to the current directory).
 pub const DEFAULT_MODELS_PATH: &str = "models";
 /// Default log filter.
@@ -157,6 +197,8 @@ pub enum Group {
     Registration,
     /// The NATS bus: URL, credentials, TLS, subjects.
     Nats,
+    /// The frontend's node registry: where it is kept and when a node goes offline.
+    NodeRegistry,
     /// The file-transfer server: bind address and roots.
     FileTransfer,
     /// Limits of the file-transfer server.
@@ -167,9 +209,10 @@ pub enum Group {
 
 impl Group {
     /// Every group, in display order.
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Registration,
         Group::Nats,
+        Group::NodeRegistry,
         Group::FileTransfer,
         Group::Limits,
         Group::Logging,
@@ -181,6 +224,7 @@ impl Group {
         match self {
             Self::Registration => "Registration",
             Self::Nats => "NATS",
+            Self::NodeRegistry => "Node registry",
             Self::FileTransfer => "File transfer",
             Self::Limits => "Limits",
             Self::Logging => "Logging",
@@ -332,7 +376,7 @@ const fn secret(row: Setting) -> Setting {
     }
 }
 
-use Group::{FileTransfer, Limits, Logging, Nats, Registration};
+use Group::{FileTransfer, Limits, Logging, Nats, NodeRegistry, Registration};
 
 const UNSET: &str = "unset";
 const SECRET_EXAMPLE: &str = "$(openssl rand -hex 32)";
@@ -340,7 +384,7 @@ const SECRET_EXAMPLE: &str = "$(openssl rand -hex 32)";
 /// Every setting of every role, group by group.
 pub static SETTINGS: &[Setting] = &TABLE;
 
-static TABLE: [Setting; 47] = [
+static TABLE: [Setting; 57] = [
     // -- Registration --------------------------------------------------------------------------
     secret(row(
         REGISTRATION_TOKEN,
@@ -523,7 +567,7 @@ static TABLE: [Setting; 47] = [
         ":8080",
         Registration,
         Roles::FRONTEND,
-        "HTTP API listen address",
+        "HTTP API listen address; Go's :PORT means every interface",
     ),
     row(
         DISTRIBUTED,
@@ -533,7 +577,8 @@ static TABLE: [Setting; 47] = [
         "true",
         Registration,
         Roles::FRONTEND,
-        "enable distributed mode",
+        "LocalAI's distributed-mode switch; this frontend always runs distributed, and with it \
+         set LOCALAI_NATS_URL is required",
     ),
     row(
         AUTO_APPROVE_NODES,
@@ -545,6 +590,17 @@ static TABLE: [Setting; 47] = [
         Roles::FRONTEND,
         "new nodes start healthy instead of pending approval",
     ),
+    secret(row(
+        ADMIN_TOKEN,
+        "admin-token",
+        "TOKEN",
+        "unset (admin routes disabled)",
+        SECRET_EXAMPLE,
+        Registration,
+        Roles::FRONTEND,
+        "token guarding the admin routes /api/nodes/* (list, approve, delete, stage); must differ \
+         from the registration token, which every worker holds",
+    )),
     // -- NATS ----------------------------------------------------------------------------------
     row(
         NATS_URL,
@@ -726,6 +782,38 @@ static TABLE: [Setting; 47] = [
         Roles::AGENT_WORKER,
         "NATS queue group of agent workers",
     ),
+    // -- Node registry -------------------------------------------------------------------------
+    row(
+        REGISTRY,
+        "registry",
+        "PATH",
+        DEFAULT_REGISTRY,
+        "/var/lib/nodegate/frontend.sqlite",
+        NodeRegistry,
+        Roles::FRONTEND,
+        "SQLite file the registered nodes are kept in (created when serving); :memory: keeps \
+         nothing across restarts",
+    ),
+    row(
+        STALE_AFTER,
+        "stale-after",
+        "DURATION",
+        "60s",
+        "2m",
+        NodeRegistry,
+        Roles::FRONTEND,
+        "a node silent for longer is marked offline (0 = 60s)",
+    ),
+    row(
+        HEALTH_CHECK_INTERVAL,
+        "health-check-interval",
+        "DURATION",
+        "15s",
+        "30s",
+        NodeRegistry,
+        Roles::FRONTEND,
+        "how often the health monitor looks for silent nodes (0 = 15s)",
+    ),
     // -- File transfer -------------------------------------------------------------------------
     row(
         HTTP_ADDR,
@@ -796,7 +884,72 @@ static TABLE: [Setting; 47] = [
         "1024",
         Limits,
         Roles::WORKER,
-        "most connections served at once",
+        "most connections served at once; at the cap the oldest connection still sending its \
+         first head, or idle, is shed",
+    ),
+    row(
+        FIRST_HEAD_TIMEOUT,
+        "first-head-timeout",
+        "DURATION",
+        "5s",
+        "3s",
+        Limits,
+        Roles::WORKER,
+        "time a new connection has to send its first request head (0 = 5s)",
+    ),
+    row(
+        MAX_HEAD_PER_REMOTE,
+        "max-head-per-remote",
+        "N",
+        "128",
+        "64",
+        Limits,
+        Roles::WORKER,
+        "connections one remote address may hold while they send their first head; past it its \
+         own oldest is closed",
+    ),
+    row(
+        MAX_LOG_STREAMS,
+        "max-log-streams",
+        "N",
+        "128",
+        "256",
+        Limits,
+        Roles::WORKER,
+        "most log WebSockets open at once, outside NODEGATE_MAX_CONNECTIONS; further upgrades are \
+         503",
+    ),
+    row(
+        MIN_BODY_RATE,
+        "min-body-rate",
+        "BYTES/S",
+        "1024",
+        "4096",
+        Limits,
+        Roles::WORKER,
+        "slowest average an upload body may keep up over NODEGATE_BODY_RATE_WINDOW, in bytes per \
+         second (0 = off); slower is 408",
+    ),
+    row(
+        BODY_RATE_WINDOW,
+        "body-rate-window",
+        "DURATION",
+        "60s",
+        "2m",
+        Limits,
+        Roles::WORKER,
+        "the window NODEGATE_MIN_BODY_RATE is averaged over (0 = 60s)",
+    ),
+    row(
+        REFUSAL_LOG_INTERVAL,
+        "refusal-log-interval",
+        "DURATION",
+        "10s",
+        "1m",
+        Limits,
+        Roles::WORKER,
+        "refused requests are logged once per reason and remote, then counted into one line per \
+         interval (0 = log every refusal)",
     ),
     // -- Logging -------------------------------------------------------------------------------
     row(

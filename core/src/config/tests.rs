@@ -1053,3 +1053,199 @@ fn go_style_port_only_http_addr_binds_every_interface() {
     let e = err(Role::Worker, &[(HTTP_ADDR, ":0")]);
     assert_eq!(e.variable(), HTTP_ADDR);
 }
+
+// -- Frontend settings -------------------------------------------------------------------------
+
+fn frontend(pairs: &[(&str, &str)]) -> FrontendConfig {
+    parse(Role::Frontend, pairs)
+        .expect("valid frontend configuration")
+        .frontend
+        .expect("frontend role has frontend settings")
+}
+
+#[test]
+fn frontend_defaults_are_the_tables() {
+    let f = frontend(&[]);
+    assert_eq!(f.bind(), "0.0.0.0:8080");
+    assert_eq!(f.admin_token, None);
+    assert_eq!(
+        f.registry,
+        RegistryLocation::File(PathBuf::from("nodegate-frontend.sqlite"))
+    );
+    assert_eq!(f.stale_after, Duration::from_secs(60));
+    assert_eq!(f.health_check_interval, Duration::from_secs(15));
+    for (name, default) in [
+        (REGISTRY, DEFAULT_REGISTRY),
+        (STALE_AFTER, "60s"),
+        (HEALTH_CHECK_INTERVAL, "15s"),
+    ] {
+        assert_eq!(setting(name).unwrap().default, default, "{name}");
+    }
+}
+
+#[test]
+fn frontend_registry_memory_keeps_nothing_and_any_other_value_is_a_file() {
+    assert_eq!(
+        frontend(&[(REGISTRY, ":memory:")]).registry,
+        RegistryLocation::Memory
+    );
+    assert_eq!(
+        frontend(&[(REGISTRY, "/var/lib/ng/f.sqlite")]).registry,
+        RegistryLocation::File(PathBuf::from("/var/lib/ng/f.sqlite"))
+    );
+}
+
+#[test]
+fn frontend_durations_zero_means_default_and_negative_or_bad_names_the_variable() {
+    let f = frontend(&[(STALE_AFTER, "0"), (HEALTH_CHECK_INTERVAL, "1m30s")]);
+    assert_eq!(f.stale_after, DEFAULT_STALE_AFTER);
+    assert_eq!(f.health_check_interval, Duration::from_secs(90));
+    for var in [STALE_AFTER, HEALTH_CHECK_INTERVAL] {
+        let e = err(Role::Frontend, &[(var, "-5s")]);
+        assert_eq!(e.variable(), var);
+        assert!(matches!(
+            e.problem(),
+            ConfigProblem::NegativeDuration { .. }
+        ));
+        let e = err(Role::Frontend, &[(var, "soon")]);
+        assert_eq!(e.variable(), var);
+    }
+}
+
+#[test]
+fn frontend_admin_token_is_validated_and_must_differ_from_every_registration_token() {
+    let f = frontend(&[(REGISTRATION_TOKEN, "reg-1"), (ADMIN_TOKEN, "admin-1")]);
+    assert_eq!(f.admin_token.as_ref().map(Token::expose), Some("admin-1"));
+    let e = err(Role::Frontend, &[(ADMIN_TOKEN, "two words")]);
+    assert_eq!(e.variable(), ADMIN_TOKEN);
+    assert!(!e.to_string().contains("two words"), "{e}");
+    let e = err(
+        Role::Frontend,
+        &[(REGISTRATION_TOKEN, "same-1"), (ADMIN_TOKEN, "same-1")],
+    );
+    assert_eq!(e.variable(), ADMIN_TOKEN);
+    assert_eq!(
+        e.problem(),
+        &ConfigProblem::SameAsRegistrationToken {
+            other: REGISTRATION_TOKEN
+        }
+    );
+    assert!(!e.to_string().contains("same-1"), "{e}");
+    let e = err(
+        Role::Frontend,
+        &[
+            (REGISTRATION_TOKEN, "new-1"),
+            (REGISTRATION_TOKEN_PREVIOUS, "old-1"),
+            (ADMIN_TOKEN, "old-1"),
+        ],
+    );
+    assert_eq!(
+        e.problem(),
+        &ConfigProblem::SameAsRegistrationToken {
+            other: REGISTRATION_TOKEN_PREVIOUS
+        }
+    );
+    let e = parse_with_files(
+        Role::Frontend,
+        &[(REGISTRATION_TOKEN_FILE, "/t"), (ADMIN_TOKEN, "filed-1")],
+        &[(REGISTRATION_TOKEN_FILE, Ok(b"filed-1\n"))],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.problem(),
+        &ConfigProblem::SameAsRegistrationToken {
+            other: REGISTRATION_TOKEN_FILE
+        }
+    );
+}
+
+#[test]
+fn frontend_address_takes_go_port_only_form_and_refuses_what_has_no_port() {
+    assert_eq!(frontend(&[(ADDRESS, ":9090")]).bind(), "0.0.0.0:9090");
+    assert_eq!(
+        frontend(&[(ADDRESS, "127.0.0.1:9090")]).bind(),
+        "127.0.0.1:9090"
+    );
+    for bad in ["localhost", ":0", "host:http"] {
+        assert_eq!(err(Role::Frontend, &[(ADDRESS, bad)]).variable(), ADDRESS);
+    }
+}
+
+#[test]
+fn frontend_settings_are_the_frontends_only() {
+    for name in [ADMIN_TOKEN, REGISTRY, STALE_AFTER, HEALTH_CHECK_INTERVAL] {
+        let s = setting(name).unwrap();
+        assert!(s.applies_to(Role::Frontend), "{name}");
+        assert!(!s.applies_to(Role::Worker) && !s.applies_to(Role::AgentWorker));
+    }
+    assert!(setting(ADMIN_TOKEN).unwrap().secret);
+    // A worker ignores them, whatever the value.
+    assert!(parse(Role::Worker, &[(STALE_AFTER, "-1s")]).is_ok());
+}
+
+// -- Worker limits (issue 12) -----------------------------------------------------------------
+
+#[test]
+fn worker_limits_default_to_the_tables_defaults() {
+    let w = worker(&[]);
+    assert_eq!(w.first_head_timeout, Duration::from_secs(5));
+    assert_eq!(w.max_head_per_remote, 128);
+    assert_eq!(w.max_log_streams, 128);
+    assert_eq!(w.min_body_rate, 1024);
+    assert_eq!(w.body_rate_window, Duration::from_secs(60));
+    assert_eq!(w.refusal_log_interval, Duration::from_secs(10));
+    for (name, default) in [
+        (FIRST_HEAD_TIMEOUT, "5s"),
+        (MAX_HEAD_PER_REMOTE, "128"),
+        (MAX_LOG_STREAMS, "128"),
+        (MIN_BODY_RATE, "1024"),
+        (BODY_RATE_WINDOW, "60s"),
+        (REFUSAL_LOG_INTERVAL, "10s"),
+    ] {
+        let s = setting(name).unwrap();
+        assert_eq!(s.default, default, "{name}");
+        assert_eq!((s.group, s.roles), (Group::Limits, Roles::WORKER), "{name}");
+    }
+}
+
+#[test]
+fn worker_limits_are_parsed_and_zero_means_what_each_documents() {
+    let w = worker(&[
+        (FIRST_HEAD_TIMEOUT, "2s"),
+        (MAX_HEAD_PER_REMOTE, "16"),
+        (MAX_LOG_STREAMS, "4"),
+        (MIN_BODY_RATE, "0"),
+        (BODY_RATE_WINDOW, "0"),
+        (REFUSAL_LOG_INTERVAL, "0"),
+    ]);
+    assert_eq!(w.first_head_timeout, Duration::from_secs(2));
+    assert_eq!((w.max_head_per_remote, w.max_log_streams), (16, 4));
+    // 0 turns the rate check off, gives the default window, and logs every refusal.
+    assert_eq!(w.min_body_rate, 0);
+    assert_eq!(w.body_rate_window, DEFAULT_BODY_RATE_WINDOW);
+    assert_eq!(w.refusal_log_interval, Duration::ZERO);
+    assert_eq!(
+        worker(&[(FIRST_HEAD_TIMEOUT, "0")]).first_head_timeout,
+        DEFAULT_FIRST_HEAD_TIMEOUT
+    );
+}
+
+#[test]
+fn a_bad_worker_limit_names_its_variable() {
+    for (name, bad) in [
+        (FIRST_HEAD_TIMEOUT, "-1s"),
+        (FIRST_HEAD_TIMEOUT, "quick"),
+        (MAX_HEAD_PER_REMOTE, "0"),
+        (MAX_HEAD_PER_REMOTE, "many"),
+        (MAX_LOG_STREAMS, "-3"),
+        (MIN_BODY_RATE, "fast"),
+        (MIN_BODY_RATE, "-1"),
+        (BODY_RATE_WINDOW, "-1m"),
+        (REFUSAL_LOG_INTERVAL, "-10s"),
+        (REFUSAL_LOG_INTERVAL, "often"),
+    ] {
+        let e = err(Role::Worker, &[(name, bad)]);
+        assert_eq!(e.variable(), name, "{name}={bad}: {e}");
+        assert!(e.example().is_some(), "{name}");
+    }
+}
