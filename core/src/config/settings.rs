@@ -394,8 +394,8 @@ static TABLE: [Setting; 57] = [
         SECRET_EXAMPLE,
         Registration,
         Roles::ALL,
-        "shared token guarding the file server, the node endpoints and backend gRPC; RFC 6750 \
-         characters only",
+        "shared token guarding the file server and the node endpoints (LocalAI also hands it to \
+         backend gRPC); RFC 6750 characters only",
     )),
     row(
         REGISTRATION_TOKEN_FILE,
@@ -507,7 +507,7 @@ static TABLE: [Setting; 57] = [
         "50100",
         Registration,
         Roles::WORKER,
-        "top of the backend gRPC port range; checked against the base port at start",
+        "top of LocalAI's backend gRPC port range: accepted and checked against the base port for compatibility; nodegate's worker starts no gRPC backends",
     ),
     row(
         NODE_LABELS,
