@@ -240,7 +240,10 @@ fn a_read_only_root_stops_the_worker_at_start() {
         "the worker refuses a read-only root (status {status:?}):\n{stderr}"
     );
     assert!(
-        stderr.contains("does not take writes") && stderr.contains("LOCALAI_MODELS_PATH"),
+        // The command's preflight ("is not writable") or the server's own check ("does not
+        // take writes"), whichever runs first: both name the setting.
+        (stderr.contains("does not take writes") || stderr.contains("is not writable"))
+            && stderr.contains("LOCALAI_MODELS_PATH"),
         "{stderr}"
     );
 }
