@@ -96,6 +96,7 @@ pub mod connections;
 pub mod jwt;
 pub mod keys;
 pub mod logs;
+pub mod metrics;
 pub mod node_files;
 pub mod nodes;
 pub mod posture;
