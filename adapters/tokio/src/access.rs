@@ -19,10 +19,11 @@
 //! - Requests hyper answers itself (a head over 64 KiB, a head timeout) never reach the
 //!   service and are neither logged here nor counted.
 //!
-//! The event never carries a header value: no `Authorization`, no token.
+//! String fields are written quoted and escaped in the plain format (and as JSON strings in
+//! the JSON format), so a key cannot inject a line or split a field. The event never carries
+//! a header value: no `Authorization`, no token.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,7 +101,7 @@ impl<B> Drop for AccessBody<B> {
         match subject {
             Subject::Key(key) => info!(
                 method,
-                key = %Escaped(key),
+                key = key.as_str(),
                 status,
                 bytes,
                 duration_ms,
@@ -153,14 +154,4 @@ pub(crate) fn millis(elapsed: std::time::Duration) -> f64 {
     #[allow(clippy::cast_precision_loss, reason = "see above")]
     let micros = elapsed.as_micros() as f64;
     micros / 1000.0
-}
-
-/// Displays a key with control and non-ASCII characters escaped, so a key cannot inject
-/// lines or terminal escapes into the log; written straight into the event, no allocation.
-pub(crate) struct Escaped<'a>(pub(crate) &'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.escape_debug(), f)
-    }
 }

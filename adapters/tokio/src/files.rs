@@ -31,7 +31,7 @@ use sha2::Digest as _;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::access::{Escaped, millis};
+use crate::access::millis;
 use crate::body::ResponseBody;
 use crate::metrics::Metrics;
 use crate::server::{StartError, reply};
@@ -258,7 +258,7 @@ impl Files {
     ) -> (Reply, u64) {
         debug!(
             %remote,
-            key = %Escaped(target.key().as_str()),
+            key = target.key().as_str(),
             content_length = request.content_length,
             range = request.range.map(|r| format!("{}-{}/{}", r.start, r.end, r.total)),
             "receiving upload"
@@ -280,7 +280,7 @@ impl Files {
         }
         self.metrics.received(progress.received);
         let event = UploadEvent {
-            key: Escaped(target.key().as_str()),
+            key: target.key().as_str(),
             remote,
             bytes: progress.received,
             elapsed: started.elapsed(),
@@ -529,7 +529,7 @@ impl Files {
                     let discard = upload::after_append_failed(no_room);
                     if !discard.is_nothing() {
                         warn!(
-                            key = %Escaped(target.key().as_str()),
+                            key = target.key().as_str(),
                             "disk full while appending: the partial upload is discarded so the root recovers"
                         );
                     }
@@ -707,7 +707,7 @@ impl PutEnd {
 /// The one event that ends an upload request; every variant carries `key`, `bytes` (body
 /// bytes received), `duration_ms` and `remote`.
 struct UploadEvent<'a> {
-    key: Escaped<'a>,
+    key: &'a str,
     remote: SocketAddr,
     bytes: u64,
     elapsed: Duration,
@@ -730,7 +730,7 @@ impl UploadEvent<'_> {
     fn published(&self, local_path: &str, sha256: Sha256, verified: bool) {
         let hash = if verified { "verified" } else { "not declared" };
         info!(
-            key = %self.key,
+            key = self.key,
             bytes = self.bytes,
             duration_ms = millis(self.elapsed),
             rate_mib_s = self.rate_mib_s(),
@@ -744,7 +744,7 @@ impl UploadEvent<'_> {
 
     fn partial(&self, size: u64, total: Option<u64>) {
         info!(
-            key = %self.key,
+            key = self.key,
             bytes = self.bytes,
             duration_ms = millis(self.elapsed),
             rate_mib_s = self.rate_mib_s(),
@@ -757,7 +757,7 @@ impl UploadEvent<'_> {
 
     fn failed(&self, status: StatusCode, reason: &str) {
         warn!(
-            key = %self.key,
+            key = self.key,
             bytes = self.bytes,
             duration_ms = millis(self.elapsed),
             status = status.as_u16(),

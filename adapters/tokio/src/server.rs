@@ -617,18 +617,21 @@ fn log_refusal(
     let status = answer.status.as_u16();
     // The path is logged escaped so a key cannot inject control characters into the log.
     let path = parts.uri.path().escape_debug().to_string();
+    // Quoted in the plain format: the words have spaces.
+    let words = reason.to_string();
+    let words = words.as_str();
     match reason {
         RefusalReason::Unauthorized(_) => {
-            info!(%remote, method, path, status, reason = %reason, "request refused: unauthorized");
+            info!(%remote, method, path, status, reason = words, "request refused: unauthorized");
         }
         RefusalReason::NotFound | RefusalReason::Redirect => {
-            debug!(%remote, method, path, status, reason = %reason, "no such route");
+            debug!(%remote, method, path, status, reason = words, "no such route");
         }
         _ => {
             // The client's answer says exactly what was wrong (which header, which limit).
             let told = String::from_utf8_lossy(&answer.body);
             let told = told.trim_end();
-            info!(%remote, method, path, status, reason = %reason, told, "request refused");
+            info!(%remote, method, path, status, reason = words, told, "request refused");
         }
     }
 }
