@@ -217,8 +217,14 @@ fn check_formats(run: impl Fn(&Worker)) {
         let worker = Worker::start(format);
         run(&worker);
         let log = worker.process.stderr();
-        assert!(!log.contains(TOKEN), "the token reached the log ({format:?}):\n{log}");
-        assert!(!log.contains("Bearer"), "an Authorization value reached the log");
+        assert!(
+            !log.contains(TOKEN),
+            "the token reached the log ({format:?}):\n{log}"
+        );
+        assert!(
+            !log.contains("Bearer"),
+            "an Authorization value reached the log"
+        );
     }
 }
 
@@ -236,9 +242,18 @@ fn access_and_upload_events_carry_their_fields_in_both_formats() {
             body,
         );
         assert_eq!(put, 200);
-        assert_eq!(worker.request("GET", "/v1/files/models/a.bin", &[], b""), 200);
-        assert_eq!(worker.request("HEAD", "/v1/files/models/a.bin", &[], b""), 200);
-        assert_eq!(worker.request("GET", "/v1/files-list/models/", &[], b""), 200);
+        assert_eq!(
+            worker.request("GET", "/v1/files/models/a.bin", &[], b""),
+            200
+        );
+        assert_eq!(
+            worker.request("HEAD", "/v1/files/models/a.bin", &[], b""),
+            200
+        );
+        assert_eq!(
+            worker.request("GET", "/v1/files-list/models/", &[], b""),
+            200
+        );
         assert_eq!(worker.request("GET", "/healthz", &[], b""), 200);
 
         let get = worker.wait_for("GET access", access("GET", "models/a.bin", "200"));
@@ -256,13 +271,18 @@ fn access_and_upload_events_carry_their_fields_in_both_formats() {
         assert_eq!(done.field("bytes"), body.len().to_string());
         assert_eq!(done.field("hash"), "verified");
         assert_eq!(done.field("sha256"), hash);
-        assert!(done.field("published").ends_with("/models/a.bin"), "{done:?}");
+        assert!(
+            done.field("published").ends_with("/models/a.bin"),
+            "{done:?}"
+        );
         assert!(done.field("rate_mib_s").parse::<f64>().is_ok());
         assert!(done.field("duration_ms").parse::<f64>().is_ok());
 
         let events = worker.events();
         assert!(
-            !events.iter().any(|e| e.fields.values().any(|v| v.contains("leak"))),
+            !events
+                .iter()
+                .any(|e| e.fields.values().any(|v| v.contains("leak"))),
             "a query string reached the log"
         );
         assert!(
@@ -345,7 +365,9 @@ fn a_streamed_upload_over_the_limit_is_logged_as_413() {
         let event = worker.wait_for("upload failed", upload("upload failed", "models/big.bin"));
         assert_eq!(event.field("status"), "413");
         assert!(
-            event.field("reason").contains(&format!("upload limit of {LIMIT} bytes")),
+            event
+                .field("reason")
+                .contains(&format!("upload limit of {LIMIT} bytes")),
             "{event:?}"
         );
         assert!(event.field("bytes").parse::<u64>().expect("bytes") > LIMIT);
@@ -380,7 +402,10 @@ fn a_body_cut_off_mid_way_is_logged() {
 #[test]
 fn refusals_are_logged_in_words() {
     check_formats(|worker| {
-        assert_eq!(worker.request("GET", "/v1/files/models/a/%2e%2e/b", &[], b""), 400);
+        assert_eq!(
+            worker.request("GET", "/v1/files/models/a/%2e%2e/b", &[], b""),
+            400
+        );
         let event = worker.wait_for("refusal", |e| e.message == "request refused");
         assert_eq!(event.field("reason"), "bad key: the key has a `..` segment");
         assert_eq!(event.field("status"), "400");
