@@ -25,7 +25,7 @@
 #![deny(missing_docs)]
 
 pub use nodegate_core::{
-    auth, config, connections, jwt, keys, logs, nats, node_files, nodes, posture, range,
+    auth, config, connections, jwt, keys, logs, metrics, nats, node_files, nodes, posture, range,
     refusal_log, registration, request, response, roots, staging, startup, upload,
 };
 

@@ -809,3 +809,24 @@ fn a_refused_posture_is_reported_before_any_unusable_root() {
     assert_names(&output, &["refusing", "LOCALAI_REGISTRATION_TOKEN"]);
     assert_one_line(&output);
 }
+
+#[test]
+fn metrics_need_the_token_unless_nodegate_metrics_public_is_set() {
+    for (public, expected) in [(None, 401), (Some("true"), 200)] {
+        let setup = Setup::new();
+        let mut command = setup.command();
+        command.env("LOCALAI_REGISTRATION_TOKEN", TOKEN);
+        if let Some(value) = public {
+            command.env("NODEGATE_METRICS_PUBLIC", value);
+        }
+        let _worker = expect_serving(command, setup.addr());
+        let anonymous = request_to(setup.addr(), "GET", "/metrics", None, &[], b"");
+        assert_eq!(
+            anonymous.status, expected,
+            "NODEGATE_METRICS_PUBLIC={public:?}"
+        );
+        let authorised = request_to(setup.addr(), "GET", "/metrics", Some(TOKEN), &[], b"");
+        assert_eq!(authorised.status, 200);
+        assert!(authorised.text().contains("nodegate_requests_total"));
+    }
+}

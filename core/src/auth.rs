@@ -240,6 +240,18 @@ impl RejectReason {
             Self::Mismatch => "mismatch",
         }
     }
+
+    /// The reason in words, for logs (never the presented value).
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Missing => "no Authorization header",
+            Self::Multiple => "more than one Authorization header",
+            Self::Malformed => "a malformed Authorization header",
+            Self::WrongScheme => "an Authorization scheme other than Bearer",
+            Self::Mismatch => "a bearer token that is not the registration token",
+        }
+    }
 }
 
 /// Decides whether a request with these headers may proceed under `policy`.

@@ -24,6 +24,7 @@
 //! - [`staging`]: the staging client — resumable uploads to a worker as a state machine, and the
 //!   planners of downloads, listings and temp files;
 //! - [`nats`]: the NATS client protocol as a parser, an encoder and a connection state machine;
+//! - [`metrics`]: the worker's metrics — names, bounded labels and the Prometheus text format;
 //! - [`response`]: every response described as data;
 //! - [`roots`]: which storage roots may be served (not `/`, not nested).
 //!
@@ -97,6 +98,7 @@ pub mod connections;
 pub mod jwt;
 pub mod keys;
 pub mod logs;
+pub mod metrics;
 pub mod nats;
 pub mod node_files;
 pub mod nodes;

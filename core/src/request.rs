@@ -17,6 +17,7 @@
 //!
 //! ```text
 //!  /healthz /readyz ──────────────────────────────▶ Healthz / Readyz (no auth)
+//!  /metrics ─▶ auth (unless public) ─▶ GET ───────▶ Metrics
 //!  /v1/files/{key}  ─▶ auth ─▶ method ─▶ key ─▶ Head / Get / Put (upload checks) / AllocTemp
 //!  /v1/files-list/{key} ─▶ auth ─▶ GET ─▶ key ─▶ List
 //!  /v1/backend-logs[/{id}[/ws]] ─▶ auth ─▶ GET ─▶ LogsIndex / LogsModel / LogsWatch (upgrade, origin)
@@ -26,6 +27,8 @@
 use http::header::{
     CONNECTION, HOST, HeaderValue, LOCATION, ORIGIN, RANGE, TRANSFER_ENCODING, UPGRADE,
 };
+use std::fmt;
+
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 
@@ -48,6 +51,8 @@ pub const LOGS_PREFIX: &str = "/v1/backend-logs/";
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness probe.
 pub const READYZ: &str = "/readyz";
+/// Prometheus metrics ([`crate::metrics`]); behind the token unless [`MetricsAccess::Public`].
+pub const METRICS: &str = "/metrics";
 /// The key that, with `POST`, allocates an output temp file in the staging root.
 pub const TEMP_KEY: &str = "temp";
 
@@ -96,6 +101,8 @@ pub enum Command {
     Healthz,
     /// `GET`/`HEAD /readyz`.
     Readyz,
+    /// `GET /metrics`: the counters in Prometheus text format.
+    Metrics,
 }
 
 /// A request refused before any effect, with the response to send.
@@ -155,6 +162,49 @@ impl RefusalReason {
     }
 }
 
+impl fmt::Display for RefusalReason {
+    /// The reason in words, for logs: never `Debug` text, never a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no such route"),
+            Self::Redirect => f.write_str("redirected to the route with a trailing slash"),
+            Self::Unauthorized(why) => write!(f, "unauthorized: {}", why.describe()),
+            Self::MethodNotAllowed => f.write_str("method not allowed on this route"),
+            Self::BadKey(error) => write!(f, "bad key: {}", key_words(error)),
+            Self::ReservedKey => {
+                f.write_str("the key names a hash sidecar, which only the server writes")
+            }
+            Self::BadUpload => f.write_str("upload headers refused"),
+            Self::BadFraming => f.write_str("Transfer-Encoding other than a single chunked"),
+            Self::MissingModel => f.write_str("the backend-log path names no valid model"),
+            Self::NotWebSocket => f.write_str("a /ws path without a WebSocket handshake"),
+            Self::ForeignOrigin => f.write_str("a WebSocket handshake from a foreign Origin"),
+        }
+    }
+}
+
+/// A key error in words for an operator (the client's text says what to do instead).
+fn key_words(error: &KeyError) -> String {
+    match error {
+        KeyError::DotSegment { segment } => format!("the key has a `{segment}` segment"),
+        KeyError::Empty => "the key is empty".to_owned(),
+        other => other
+            .to_string()
+            .strip_prefix("invalid key: ")
+            .map_or_else(|| other.to_string(), str::to_owned),
+    }
+}
+
+/// Which routes are public besides the probes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// `/metrics` needs the token, like every route but the probes (the default).
+    #[default]
+    Protected,
+    /// `/metrics` is answered without a token (a scraper on a trusted network).
+    Public,
+}
+
 /// What the server enforces on requests.
 #[derive(Debug, Clone)]
 pub struct ServerPolicy {
@@ -169,9 +219,27 @@ pub struct ServerPolicy {
 /// # Errors
 /// A [`Refusal`] carrying the response to send as is.
 pub fn classify(parts: &Parts, policy: &ServerPolicy) -> Result<Command, Refusal> {
+    classify_with(parts, policy, MetricsAccess::Protected)
+}
+
+/// [`classify`], with `/metrics` public when `metrics` says so. `/metrics` is `GET` only;
+/// protected, it is checked exactly like the other authenticated routes (401 before 405).
+///
+/// # Errors
+/// A [`Refusal`] carrying the response to send as is.
+pub fn classify_with(
+    parts: &Parts,
+    policy: &ServerPolicy,
+    metrics: MetricsAccess,
+) -> Result<Command, Refusal> {
     check_framing(&parts.headers)?;
     let path = parts.uri.path();
     let method = &parts.method;
+
+    if path == METRICS && metrics == MetricsAccess::Public {
+        require_get(method)?;
+        return Ok(Command::Metrics);
+    }
 
     if path == HEALTHZ || path == READYZ {
         return if method == Method::GET || method == Method::HEAD {
@@ -196,6 +264,8 @@ pub fn classify(parts: &Parts, policy: &ServerPolicy) -> Result<Command, Refusal
         Route::LogsIndex
     } else if let Some(raw) = path.strip_prefix(LOGS_PREFIX) {
         Route::Logs(raw)
+    } else if path == METRICS {
+        Route::Metrics
     } else {
         return Err(refuse(
             Reply::error(StatusCode::NOT_FOUND, "404 page not found"),
@@ -225,6 +295,10 @@ pub fn classify(parts: &Parts, policy: &ServerPolicy) -> Result<Command, Refusal
             require_get(method)?;
             classify_logs(raw, &parts.headers)
         }
+        Route::Metrics => {
+            require_get(method)?;
+            Ok(Command::Metrics)
+        }
     }
 }
 
@@ -233,6 +307,7 @@ enum Route<'a> {
     List(&'a str),
     LogsIndex,
     Logs(&'a str),
+    Metrics,
 }
 
 fn classify_files(
@@ -666,5 +741,46 @@ mod tests {
         assert!(classify(&parts("GET", "/v1/files/x", &[]), &open).is_ok());
         let refusal = classify(&parts("GET", "/v1/files/a/%2e%2e/b", &[]), &open).unwrap_err();
         assert_eq!(refusal.reply.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn metrics_is_protected_unless_public() {
+        assert_eq!(status(anonymous("GET", "/metrics")), 401);
+        assert!(matches!(
+            authed("GET", "/metrics", &[]),
+            Ok(Command::Metrics)
+        ));
+        assert_eq!(status(authed("PUT", "/metrics", &[])), 405);
+        let public = |method| {
+            classify_with(
+                &parts(method, "/metrics", &[]),
+                &policy(),
+                MetricsAccess::Public,
+            )
+        };
+        assert!(matches!(public("GET"), Ok(Command::Metrics)));
+        assert_eq!(status(public("POST")), 405);
+        let other = classify_with(
+            &parts("GET", "/v1/files/x", &[]),
+            &policy(),
+            MetricsAccess::Public,
+        );
+        assert_eq!(status(other), 401, "only /metrics becomes public");
+    }
+
+    #[test]
+    fn refusal_reasons_read_as_words() {
+        let refusal = authed("GET", "/v1/files/a/%2e%2e/b", &[]).unwrap_err();
+        assert_eq!(
+            refusal.reason.to_string(),
+            "bad key: the key has a `..` segment"
+        );
+        let refusal = anonymous("GET", "/v1/files/x").unwrap_err();
+        assert_eq!(
+            refusal.reason.to_string(),
+            "unauthorized: no Authorization header"
+        );
+        let refusal = authed("GET", "/v1/files/a%00b", &[]).unwrap_err();
+        assert!(!refusal.reason.to_string().contains("BadKey"));
     }
 }

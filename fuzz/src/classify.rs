@@ -68,7 +68,8 @@ pub fn classify(data: &[u8]) {
     let route_protected = path.starts_with("/v1/files/")
         || path.starts_with("/v1/files-list/")
         || path == "/v1/backend-logs"
-        || path.starts_with("/v1/backend-logs/");
+        || path.starts_with("/v1/backend-logs/")
+        || path == "/metrics";
     for result in [&with_token, &anonymous] {
         if !framing_ok {
             assert_eq!(reason(result), Some(&RefusalReason::BadFraming), "HR-R10");
@@ -273,6 +274,10 @@ fn check_result(parts: &Parts, result: &Result<Command, Refusal>) {
             }
             Command::Healthz | Command::Readyz => {
                 assert!(path == "/healthz" || path == "/readyz");
+            }
+            Command::Metrics => {
+                assert_eq!(method, Method::GET);
+                assert_eq!(path, "/metrics");
             }
         },
         Err(refusal) => {

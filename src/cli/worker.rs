@@ -9,7 +9,7 @@ use super::{EXIT_CONFIG, EXIT_FAILED, preflight, refuse_setting};
 use crate::config::{Config, ConfigError, ConfigProblem, Host, MODELS_PATH};
 use crate::keys::Roots;
 use crate::posture::Posture;
-use crate::request::ServerPolicy;
+use crate::request::{MetricsAccess, ServerPolicy};
 use crate::tokio_adapter::member::{self, WorkerSetup};
 use crate::tokio_adapter::{Limits, LogStore, ServerConfig};
 
@@ -60,6 +60,11 @@ pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
         min_body_rate: worker.min_body_rate,
         body_rate_window: worker.body_rate_window,
         refusal_log_interval: worker.refusal_log_interval,
+        metrics_access: if worker.metrics_public {
+            MetricsAccess::Public
+        } else {
+            MetricsAccess::Protected
+        },
         shutdown_grace: Duration::from_secs(5),
         ..Limits::default()
     };

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue};
@@ -20,6 +20,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
+use nodegate_core::metrics::UploadOutcome;
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
@@ -28,9 +29,11 @@ use nodegate_core::upload::{
 };
 use sha2::Digest as _;
 use tokio::sync::{OwnedMutexGuard, mpsc};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::access::millis;
 use crate::body::ResponseBody;
+use crate::metrics::Metrics;
 use crate::server::{StartError, reply};
 use crate::store::{EntryInfo, RootDir, StoreError};
 
@@ -54,10 +57,11 @@ pub(crate) struct Files {
     staging: Arc<RootDir>,
     data: Arc<RootDir>,
     locks: KeyLocks,
+    metrics: Arc<Metrics>,
 }
 
 impl Files {
-    pub(crate) fn open(roots: &Roots) -> Result<Self, StartError> {
+    pub(crate) fn open(roots: &Roots, metrics: Arc<Metrics>) -> Result<Self, StartError> {
         // Refuse `/` and nested roots before creating anything.
         nodegate_core::roots::check_roots(roots).map_err(StartError::Roots)?;
         let open = |name: &'static str, root: Root| {
@@ -76,6 +80,7 @@ impl Files {
             staging: open("staging", Root::Staging)?,
             data: open("data", Root::Data)?,
             locks: KeyLocks::default(),
+            metrics,
         };
         // Again on the resolved paths: a symbolic link can nest roots that look apart.
         let resolved = |root: Root| std::fs::canonicalize(roots.dir(root));
@@ -152,6 +157,7 @@ impl Files {
                 Ok(state) => state,
                 Err(error) => return read_error(&error, "not found"),
             };
+            self.metrics.partial(target, state.partial);
             if upload::answer_head(&state) == HeadAnswer::NeedHash {
                 match self.hash_and_cache(&dir, target).await {
                     // Answer from the fresh hash even if the sidecar could not be written
@@ -240,7 +246,8 @@ impl Files {
         }
     }
 
-    /// `PUT /v1/files/{key}`: full or resumable upload.
+    /// `PUT /v1/files/{key}`: full or resumable upload. Returns the reply and the body bytes
+    /// received; emits the upload's one completion or failure event.
     pub(crate) async fn put(
         &self,
         target: &Target,
@@ -248,15 +255,69 @@ impl Files {
         body: Incoming,
         idle: BodyLimits,
         remote: SocketAddr,
-    ) -> Reply {
-        info!(
+    ) -> (Reply, u64) {
+        debug!(
             %remote,
-            key = target.key().as_str().escape_debug().to_string(),
+            key = target.key().as_str(),
             content_length = request.content_length,
             range = request.range.map(|r| format!("{}-{}/{}", r.start, r.end, r.total)),
             "receiving upload"
         );
+        let _in_progress = self.metrics.upload_started();
+        let started = Instant::now();
         let dir = self.dir(target.root());
+        let mut progress = Progress {
+            received: 0,
+            touches_partial: request.range.is_some(),
+        };
+        let end = self
+            .put_planned(&dir, target, request, body, idle, &mut progress)
+            .await;
+        if progress.touches_partial
+            && let Ok(size) = partial_size(&dir, target).await
+        {
+            self.metrics.partial(target, size);
+        }
+        self.metrics.received(progress.received);
+        let event = UploadEvent {
+            key: target.key().as_str(),
+            remote,
+            bytes: progress.received,
+            elapsed: started.elapsed(),
+        };
+        let reply = match end {
+            PutEnd::Published {
+                reply,
+                sha256,
+                verified,
+            } => {
+                self.metrics.upload(UploadOutcome::Published);
+                event.published(&self.local_path(target), sha256, verified);
+                reply
+            }
+            PutEnd::Partial { reply, size, total } => {
+                self.metrics.upload(UploadOutcome::Partial);
+                event.partial(size, total);
+                reply
+            }
+            PutEnd::Failed { reply, reason } => {
+                self.metrics.upload(UploadOutcome::Failed);
+                event.failed(reply.status, &reason);
+                reply
+            }
+        };
+        (reply, progress.received)
+    }
+
+    async fn put_planned(
+        &self,
+        dir: &Arc<RootDir>,
+        target: &Target,
+        request: &UploadRequest,
+        body: Incoming,
+        idle: BodyLimits,
+        progress: &mut Progress,
+    ) -> PutEnd {
         // Resumable uploads hold the key for their whole duration; full uploads stream into a
         // private temp file and take the key only to publish.
         let guard = if request.range.is_some() {
@@ -266,20 +327,34 @@ impl Files {
         };
         let mut plan = None;
         for _ in 0..3 {
-            let state = match read_state(&dir, target).await {
+            let state = match read_state(dir, target).await {
                 Ok(state) => state,
-                Err(error) => return write_error(&error),
+                Err(error) => return PutEnd::store(&error),
             };
+            progress.touches_partial |= state.partial.is_some();
             match upload::plan_upload(request, &state) {
                 UploadPlan::NeedHash => {
                     let hashed = if guard.is_some() {
-                        self.hash_and_cache_locked(&dir, target).await
+                        self.hash_and_cache_locked(dir, target).await
                     } else {
-                        self.hash_and_cache(&dir, target).await
+                        self.hash_and_cache(dir, target).await
                     };
                     if let Err(error) = hashed {
-                        return write_error(&error);
+                        return PutEnd::store(&error);
                     }
+                }
+                UploadPlan::AlreadyComplete { discard } => {
+                    if let Err(error) = discard_state(dir, target, discard).await {
+                        return PutEnd::store(&error);
+                    }
+                    let Some(sha256) = state.complete_hash() else {
+                        return PutEnd::internal("the complete file has no trusted hash");
+                    };
+                    return PutEnd::Published {
+                        reply: upload::upload_ok(&self.local_path(target)),
+                        sha256,
+                        verified: request.expected.is_some(),
+                    };
                 }
                 decided => {
                     plan = Some(decided);
@@ -288,24 +363,20 @@ impl Files {
             }
         }
         let Some(plan) = plan else {
-            return internal("the file kept changing while it was hashed");
+            return PutEnd::internal("the file kept changing while it was hashed");
         };
         match plan {
-            UploadPlan::NeedHash => internal("the file kept changing while it was hashed"),
-            UploadPlan::Refuse { reply, discard } => {
-                if let Err(error) = discard_state(&dir, target, discard).await {
-                    return write_error(&error);
-                }
-                reply
+            UploadPlan::NeedHash | UploadPlan::AlreadyComplete { .. } => {
+                PutEnd::internal("the file kept changing while it was hashed")
             }
-            UploadPlan::AlreadyComplete { discard } => {
-                if let Err(error) = discard_state(&dir, target, discard).await {
-                    return write_error(&error);
+            UploadPlan::Refuse { reply, discard } => {
+                if let Err(error) = discard_state(dir, target, discard).await {
+                    return PutEnd::store(&error);
                 }
-                upload::upload_ok(&self.local_path(target))
+                PutEnd::refused(reply)
             }
             UploadPlan::WriteFull { max_len } => {
-                self.put_full(&dir, target, request, body, idle, max_len)
+                self.put_full(dir, target, request, body, idle, max_len, progress)
                     .await
             }
             UploadPlan::Append {
@@ -318,7 +389,7 @@ impl Files {
             } => {
                 let guard = guard.expect("resumable uploads always hold the key lock");
                 self.put_range(
-                    &dir,
+                    dir,
                     target,
                     request,
                     body,
@@ -331,12 +402,17 @@ impl Files {
                         write_total,
                     },
                     guard,
+                    progress,
                 )
                 .await
             }
         }
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; the upload is already grouped"
+    )]
     async fn put_full(
         &self,
         dir: &Arc<RootDir>,
@@ -345,7 +421,8 @@ impl Files {
         body: Incoming,
         idle: BodyLimits,
         max_len: Option<u64>,
-    ) -> Reply {
+        progress: &mut Progress,
+    ) -> PutEnd {
         let temp = target.temp(nonce());
         let created = {
             let dir = dir.clone();
@@ -357,25 +434,30 @@ impl Files {
         // publish (a parent swapped for a symlink), and this future being dropped mid-upload.
         let (file, mut guard) = match created {
             Ok(created) => created,
-            Err(error) => return write_error(&error),
+            Err(error) => return PutEnd::store(&error),
         };
-        let outcome = stream_body(body, file, None, max_len, idle).await;
-        let written = match outcome {
+        let (outcome, received) = stream_body(body, file, None, max_len, idle).await;
+        progress.received = received;
+        let (hash, written) = match outcome {
             Streamed::Done { hash, written } => (hash, written),
-            failed => return failed.reply(request),
+            failed => return failed.end(request, received, idle),
         };
-        match upload::finish_full(request, written.0, written.1) {
+        match upload::finish_full(request, hash, written) {
             Finish::Publish { sha256 } => {
                 let _lock = self.locks.lock(target).await;
                 match publish(dir, target, &temp, sha256, true).await {
                     Ok(()) => {
                         guard.keep();
-                        upload::upload_ok(&self.local_path(target))
+                        PutEnd::Published {
+                            reply: upload::upload_ok(&self.local_path(target)),
+                            sha256,
+                            verified: request.expected.is_some(),
+                        }
                     }
-                    Err(error) => write_error(&error),
+                    Err(error) => PutEnd::store(&error),
                 }
             }
-            Finish::Refuse { reply, .. } => reply,
+            Finish::Refuse { reply, .. } => PutEnd::finish_refused(reply, request, hash, written),
         }
     }
 
@@ -392,9 +474,10 @@ impl Files {
         idle: BodyLimits,
         step: AppendStep,
         _guard: OwnedMutexGuard<()>,
-    ) -> Reply {
+        progress: &mut Progress,
+    ) -> PutEnd {
         if let Err(error) = discard_state(dir, target, step.discard).await {
-            return write_error(&error);
+            return PutEnd::store(&error);
         }
         let opened = {
             let dir = dir.clone();
@@ -416,17 +499,24 @@ impl Files {
         };
         let (file, current) = match opened {
             Ok(opened) => opened,
-            Err(error) => return write_error(&error),
+            Err(error) => return PutEnd::store(&error),
         };
         if current != step.offset {
             // The plan was made under the key lock from this very state, so this is a bug or
             // an outside writer; refuse without touching the bytes.
-            return Reply::error(
-                StatusCode::CONFLICT,
-                "upload state changed while planning; retry from the size reported by HEAD",
-            );
+            return PutEnd::Failed {
+                reply: Reply::error(
+                    StatusCode::CONFLICT,
+                    "upload state changed while planning; retry from the size reported by HEAD",
+                ),
+                reason: format!(
+                    "the partial file holds {current} bytes, not the {} planned: another writer?",
+                    step.offset
+                ),
+            };
         }
-        let outcome = stream_body(body, file, Some(step.len), None, idle).await;
+        let (outcome, received) = stream_body(body, file, Some(step.len), None, idle).await;
+        progress.received = received;
         let written = match outcome {
             Streamed::Done { written, .. } => written,
             failed => {
@@ -439,7 +529,7 @@ impl Files {
                     let discard = upload::after_append_failed(no_room);
                     if !discard.is_nothing() {
                         warn!(
-                            key = target.key().as_str().escape_debug().to_string(),
+                            key = target.key().as_str(),
                             "disk full while appending: the partial upload is discarded so the root recovers"
                         );
                     }
@@ -447,14 +537,24 @@ impl Files {
                         warn!(error = %error, "could not discard the partial upload");
                     }
                 }
-                return failed.reply(request);
+                return failed.end(request, received, idle);
             }
         };
         if written < step.len {
-            return upload::short_body(written, step.len);
+            return PutEnd::Failed {
+                reply: upload::short_body(written, step.len),
+                reason: format!(
+                    "client cut off mid-body: {written} of {} bytes arrived; the partial keeps them",
+                    step.len
+                ),
+            };
         }
         match upload::after_append(request, step.offset + written) {
-            AppendOutcome::Incomplete { reply } => reply,
+            AppendOutcome::Incomplete { reply } => PutEnd::Partial {
+                reply,
+                size: step.offset + written,
+                total: request.range.map(|r| r.total),
+            },
             AppendOutcome::Complete => {
                 let hashed = {
                     let dir = dir.clone();
@@ -463,20 +563,24 @@ impl Files {
                 };
                 let (hash, _, _) = match hashed {
                     Ok(hashed) => hashed,
-                    Err(error) => return write_error(&error),
+                    Err(error) => return PutEnd::store(&error),
                 };
                 match upload::finish_range(request, hash) {
                     Finish::Publish { sha256 } => {
                         match publish(dir, target, &target.partial(), sha256, false).await {
-                            Ok(()) => upload::upload_ok(&self.local_path(target)),
-                            Err(error) => write_error(&error),
+                            Ok(()) => PutEnd::Published {
+                                reply: upload::upload_ok(&self.local_path(target)),
+                                sha256,
+                                verified: request.expected.is_some(),
+                            },
+                            Err(error) => PutEnd::store(&error),
                         }
                     }
                     Finish::Refuse { reply, discard } => {
                         if let Err(error) = discard_state(dir, target, discard).await {
-                            return write_error(&error);
+                            return PutEnd::store(&error);
                         }
-                        reply
+                        PutEnd::finish_refused(reply, request, hash, step.offset + written)
                     }
                 }
             }
@@ -523,6 +627,156 @@ impl Files {
         })
         .await
     }
+}
+
+/// What an upload request has done so far, for the log and the metrics.
+struct Progress {
+    /// Body bytes received.
+    received: u64,
+    /// Whether the key's partial file may have changed (a range upload, or one was found).
+    touches_partial: bool,
+}
+
+/// How an upload request ended.
+enum PutEnd {
+    /// Verified (or accepted without a declared hash) and published; or already complete.
+    Published {
+        reply: Reply,
+        sha256: Sha256,
+        /// Whether `X-Content-SHA256` was declared and matched.
+        verified: bool,
+    },
+    /// A chunk of a resumable upload was stored (308).
+    Partial {
+        reply: Reply,
+        size: u64,
+        total: Option<u64>,
+    },
+    /// Refused or failed; `reason` in words.
+    Failed { reply: Reply, reason: String },
+}
+
+impl PutEnd {
+    /// The core refused the upload: its answer to the client is the reason.
+    fn refused(reply: Reply) -> Self {
+        let reason = String::from_utf8_lossy(&reply.body).trim_end().to_owned();
+        Self::Failed { reply, reason }
+    }
+
+    /// The core refused a written body: a hash that differs from the declared one, in the
+    /// operator's words; otherwise the core's own words (short body, over the limit).
+    fn finish_refused(
+        reply: Reply,
+        request: &UploadRequest,
+        computed: Sha256,
+        written: u64,
+    ) -> Self {
+        match request.expected {
+            Some(declared)
+                if declared != computed
+                    && request.content_length.is_none_or(|len| len == written) =>
+            {
+                Self::Failed {
+                    reply,
+                    reason: format!("hash mismatch: declared {declared} computed {computed}"),
+                }
+            }
+            _ => Self::refused(reply),
+        }
+    }
+
+    fn store(error: &StoreError) -> Self {
+        let reason = match error {
+            StoreError::NoSpace => format!("disk full: {error}"),
+            other => format!("cannot store the upload: {other}"),
+        };
+        Self::Failed {
+            reply: write_error(error),
+            reason,
+        }
+    }
+
+    fn internal(message: &str) -> Self {
+        Self::Failed {
+            reply: internal(message),
+            reason: message.to_owned(),
+        }
+    }
+}
+
+/// The one event that ends an upload request; every variant carries `key`, `bytes` (body
+/// bytes received), `duration_ms` and `remote`.
+struct UploadEvent<'a> {
+    key: &'a str,
+    remote: SocketAddr,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+impl UploadEvent<'_> {
+    fn rate_mib_s(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds <= 0.0 {
+            return 0.0;
+        }
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a rate for the log, not an account"
+        )]
+        let bytes = self.bytes as f64;
+        (bytes / seconds / 1_048_576.0 * 100.0).round() / 100.0
+    }
+
+    fn published(&self, local_path: &str, sha256: Sha256, verified: bool) {
+        let hash = if verified { "verified" } else { "not declared" };
+        info!(
+            key = self.key,
+            bytes = self.bytes,
+            duration_ms = millis(self.elapsed),
+            rate_mib_s = self.rate_mib_s(),
+            hash,
+            sha256 = %sha256,
+            published = local_path,
+            remote = %self.remote,
+            "upload complete"
+        );
+    }
+
+    fn partial(&self, size: u64, total: Option<u64>) {
+        info!(
+            key = self.key,
+            bytes = self.bytes,
+            duration_ms = millis(self.elapsed),
+            rate_mib_s = self.rate_mib_s(),
+            partial = size,
+            total,
+            remote = %self.remote,
+            "upload chunk stored; the upload is partial"
+        );
+    }
+
+    fn failed(&self, status: StatusCode, reason: &str) {
+        warn!(
+            key = self.key,
+            bytes = self.bytes,
+            duration_ms = millis(self.elapsed),
+            status = status.as_u16(),
+            reason,
+            remote = %self.remote,
+            "upload failed"
+        );
+    }
+}
+
+/// The size of the key's partial file: `Ok(None)` when there is none.
+async fn partial_size(dir: &Arc<RootDir>, target: &Target) -> Result<Option<u64>, StoreError> {
+    let dir = dir.clone();
+    let partial = target.partial();
+    blocking(move || match dir.stat(&partial)? {
+        EntryInfo::File { size, .. } => Ok(Some(size)),
+        _ => Ok(None),
+    })
+    .await
 }
 
 /// How slow a request body may be.
@@ -685,6 +939,40 @@ enum Streamed {
 }
 
 impl Streamed {
+    /// The failed end of an upload: the reply, and the reason in words for the log.
+    fn end(self, request: &UploadRequest, received: u64, limits: BodyLimits) -> PutEnd {
+        let reason = match &self {
+            Self::Done { .. } => "upload finished unexpectedly".to_owned(),
+            Self::TooLarge => format!(
+                "the streamed body went over the upload limit of {} bytes",
+                request.limit.unwrap_or(u64::MAX)
+            ),
+            Self::Idle => format!(
+                "client stalled: no body bytes for {} s after {received} bytes",
+                limits.idle.as_secs()
+            ),
+            Self::TooSlow(min) => format!(
+                "client too slow: under {} bytes/s over {} s",
+                min.bytes_per_second,
+                min.window.as_secs()
+            ),
+            Self::Broken => match request.content_length.or(request.range.map(|r| r.len())) {
+                Some(expected) => format!(
+                    "client cut off mid-body: the connection ended after {received} of {expected} bytes"
+                ),
+                None => format!(
+                    "client cut off mid-body: the chunked body broke off after {received} bytes"
+                ),
+            },
+            Self::Disk(StoreError::NoSpace) => format!("disk full: {}", StoreError::NoSpace),
+            Self::Disk(error) => format!("cannot write the upload: {error}"),
+        };
+        PutEnd::Failed {
+            reply: self.reply(request),
+            reason,
+        }
+    }
+
     fn reply(self, request: &UploadRequest) -> Reply {
         match self {
             Self::Done { .. } => internal("upload finished unexpectedly"),
@@ -709,7 +997,7 @@ async fn stream_body(
     exact: Option<u64>,
     max_len: Option<u64>,
     limits: BodyLimits,
-) -> Streamed {
+) -> (Streamed, u64) {
     let idle = limits.idle;
     let started = tokio::time::Instant::now();
     let mut rate = RateCheck::new(limits.min_rate, Duration::ZERO);
@@ -798,16 +1086,22 @@ async fn stream_body(
     drop(hash_tx);
     let written = match writer.await {
         Ok(Ok(written)) => written,
-        Ok(Err(error)) => return Streamed::Disk(StoreError::from(error)),
-        Err(join) => return Streamed::Disk(StoreError::Io(io::Error::other(join.to_string()))),
+        Ok(Err(error)) => return (Streamed::Disk(StoreError::from(error)), received),
+        Err(join) => {
+            let error = StoreError::Io(io::Error::other(join.to_string()));
+            return (Streamed::Disk(error), received);
+        }
     };
     let hash = match hasher.await {
         Ok(hash) => hash,
-        Err(join) => return Streamed::Disk(StoreError::Io(io::Error::other(join.to_string()))),
+        Err(join) => {
+            let error = StoreError::Io(io::Error::other(join.to_string()));
+            return (Streamed::Disk(error), received);
+        }
     };
     match failure {
-        Some(failure) => failure,
-        None => Streamed::Done { hash, written },
+        Some(failure) => (failure, received),
+        None => (Streamed::Done { hash, written }, received),
     }
 }
 

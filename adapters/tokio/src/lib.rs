@@ -111,12 +111,14 @@
 
 #![deny(missing_docs)]
 
+mod access;
 mod body;
 mod files;
 pub mod frontend;
 mod linger;
 pub mod logs;
 pub mod member;
+mod metrics;
 mod refusals;
 pub mod server;
 mod shedding;

@@ -13,18 +13,21 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use nodegate_core::connections::{ConnId, ConnectionLimits, UpgradeDecision};
 use nodegate_core::keys::Roots;
+use nodegate_core::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, RouteLabel};
 use nodegate_core::refusal_log;
-use nodegate_core::request::{self as proto, Command, RefusalReason, ServerPolicy};
+use nodegate_core::request::{self as proto, Command, MetricsAccess, RefusalReason, ServerPolicy};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::MinRate;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::access::{AccessBody, Record, Subject};
 use crate::body::ResponseBody;
 use crate::files::{BodyLimits, Files};
 use crate::linger::{Linger, Lingering};
 use crate::logs::LogStore;
+use crate::metrics::Metrics;
 use crate::refusals::Refusals;
 use crate::shedding::{ClosedGuard, Connections, TrackedBody};
 
@@ -74,6 +77,8 @@ pub struct Limits {
     /// one summary line per key and interval (a 401 flood is not a log flood). Zero logs
     /// every refusal.
     pub refusal_log_interval: Duration,
+    /// Whether `GET /metrics` needs the registration token (the default) or is public.
+    pub metrics_access: MetricsAccess,
 }
 
 impl Default for Limits {
@@ -91,6 +96,7 @@ impl Default for Limits {
             min_body_rate: 1024,
             body_rate_window: Duration::from_secs(60),
             refusal_log_interval: refusal_log::DEFAULT_INTERVAL,
+            metrics_access: MetricsAccess::Protected,
         }
     }
 }
@@ -172,6 +178,7 @@ pub(crate) struct Shared {
     pub(crate) readiness: Option<Readiness>,
     pub(crate) limits: Limits,
     pub(crate) refusals: Refusals,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -181,7 +188,8 @@ impl Server {
     /// # Errors
     /// [`StartError`] when a root cannot be prepared.
     pub fn new(config: ServerConfig, listener: TcpListener) -> Result<Self, StartError> {
-        let files = Files::open(&config.roots)?;
+        let metrics = Metrics::new();
+        let files = Files::open(&config.roots, metrics.clone())?;
         Ok(Self {
             shared: Arc::new(Shared {
                 policy: config.policy,
@@ -190,6 +198,7 @@ impl Server {
                 readiness: config.readiness,
                 refusals: Refusals::new(config.limits.refusal_log_interval),
                 limits: config.limits,
+                metrics,
             }),
             listener,
         })
@@ -247,6 +256,7 @@ impl Server {
                         // one and retry soon; with nothing to reclaim, back off.
                         let freed = exhausted && connections_table.descriptors_exhausted();
                         let reason = if exhausted { "accept_no_descriptors" } else { "accept_failed" };
+                        shared.metrics.refusal(reason);
                         if shared.refusals.record(reason, std::net::Ipv4Addr::UNSPECIFIED.into()) {
                             warn!(%error, freed, "accept failed; repeats are counted, one line per interval");
                         }
@@ -259,6 +269,7 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let (id, shed) = connections_table.accept(remote.ip());
+            let open = shared.metrics.connection_opened();
             let shared = shared.clone();
             let table = connections_table.clone();
             let header_timeout = shared.limits.header_read_timeout;
@@ -268,6 +279,7 @@ impl Server {
             };
             let mut stop_rx = stop_rx.clone();
             connections.spawn(async move {
+                let _open = open;
                 let closed = ClosedGuard {
                     connections: table.clone(),
                     id,
@@ -283,8 +295,17 @@ impl Server {
                             id,
                             table: table.clone(),
                         };
-                        let response = handle(&shared, request, &conn).await;
-                        Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, table, id)))
+                        let (response, record) = handle(&shared, request, &conn).await;
+                        let status = response.status().as_u16();
+                        let metrics = shared.metrics.clone();
+                        Ok::<_, Infallible>(response.map(|body| {
+                            AccessBody::new(
+                                TrackedBody::new(body, table, id),
+                                status,
+                                record,
+                                metrics,
+                            )
+                        }))
                     }
                 });
                 let mut builder = http1::Builder::new();
@@ -361,12 +382,20 @@ async fn handle(
     shared: &Shared,
     request: Request<Incoming>,
     conn: &Conn,
-) -> Response<ResponseBody> {
+) -> (Response<ResponseBody>, Record) {
     use hyper::body::Body as _;
+    let mut record = Record {
+        started: std::time::Instant::now(),
+        method: request.method().clone(),
+        route: RouteLabel::of_path(request.uri().path()),
+        remote: conn.remote,
+        subject: None,
+        received: 0,
+    };
     // An error answered while the body may be unread ends the connection: say so, and the
     // lingering close makes sure the client hears it ("Early answers are heard").
     let body_pending = !request.body().is_end_stream();
-    let mut response = dispatch(shared, request, conn).await;
+    let mut response = dispatch(shared, request, conn, &mut record).await;
     if body_pending && (response.status().is_client_error() || response.status().is_server_error())
     {
         response.headers_mut().insert(
@@ -374,30 +403,58 @@ async fn handle(
             http::HeaderValue::from_static("close"),
         );
     }
-    response
+    (response, record)
+}
+
+/// What the access log names a command by (see [`crate::access`]).
+fn subject(command: &Command, path: &str) -> Subject {
+    let key = |target: &nodegate_core::keys::Target| Subject::Key(target.key().as_str().to_owned());
+    match command {
+        Command::Head { target } | Command::Get { target, .. } | Command::Put { target, .. } => {
+            key(target)
+        }
+        Command::List {
+            target: nodegate_core::keys::ListTarget::Dir(target),
+        } => key(target),
+        Command::List {
+            target: nodegate_core::keys::ListTarget::Root(root),
+        } => Subject::Key(format!("{}/", root.name())),
+        Command::Healthz => Subject::Path(proto::HEALTHZ.into()),
+        Command::Readyz => Subject::Path(proto::READYZ.into()),
+        Command::Metrics => Subject::Path(proto::METRICS.into()),
+        Command::LogsIndex => Subject::Path(proto::LOGS_INDEX.into()),
+        Command::AllocTemp | Command::LogsModel { .. } | Command::LogsWatch { .. } => {
+            Subject::Path(path.to_owned().into())
+        }
+    }
 }
 
 async fn dispatch(
     shared: &Shared,
     request: Request<Incoming>,
     conn: &Conn,
+    record: &mut Record,
 ) -> Response<ResponseBody> {
     let remote = conn.remote;
     let (parts, body) = request.into_parts();
-    let command = match proto::classify(&parts, &shared.policy) {
+    let command = match proto::classify_with(&parts, &shared.policy, shared.limits.metrics_access) {
         Ok(command) => command,
         Err(refusal) => {
-            log_refusal(
-                &shared.refusals,
-                &parts,
-                remote,
-                &refusal.reason,
-                refusal.reply.status,
-            );
+            log_refusal(shared, &parts, remote, &refusal.reason, &refusal.reply);
             return reply(refusal.reply, &parts.method);
         }
     };
+    record.subject = Some(subject(&command, parts.uri.path()));
     match command {
+        Command::Metrics => {
+            let mut response =
+                Response::new(ResponseBody::full(Bytes::from(shared.metrics.render())));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            );
+            response
+        }
         Command::Healthz => reply(Reply::text(StatusCode::OK, "ok"), &parts.method),
         Command::Readyz => {
             let answer = match shared.readiness.as_ref().map(|probe| probe()) {
@@ -426,7 +483,7 @@ async fn dispatch(
         Command::Head { target } => reply(shared.files.head(&target).await, &parts.method),
         Command::Get { target, range } => shared.files.get(&target, range.as_ref()).await,
         Command::Put { target, upload } => {
-            let answer = shared
+            let (answer, received) = shared
                 .files
                 .put(
                     &target,
@@ -442,6 +499,7 @@ async fn dispatch(
                     remote,
                 )
                 .await;
+            record.received = received;
             reply(answer, &parts.method)
         }
         Command::AllocTemp => reply(shared.files.alloc_temp().await, &parts.method),
@@ -469,6 +527,7 @@ fn upgrade_logs(
         );
     };
     if conn.table.upgrade(conn.id) == UpgradeDecision::Refuse {
+        shared.metrics.refusal("log_streams_full");
         if shared.refusals.record("log_streams_full", conn.remote.ip()) {
             info!(remote = %conn.remote, "log stream refused: too many open; repeats are counted");
         }
@@ -541,28 +600,38 @@ pub(crate) fn reply(answer: Reply, method: &http::Method) -> Response<ResponseBo
     Response::from_parts(parts, ResponseBody::full(body))
 }
 
+/// Counts every refusal and logs it through the aggregation: in full (with the reason in
+/// words and what the client was told) once per reason and remote, then as summary lines.
 fn log_refusal(
-    refusals: &Refusals,
+    shared: &Shared,
     parts: &http::request::Parts,
     remote: SocketAddr,
     reason: &RefusalReason,
-    status: StatusCode,
+    answer: &Reply,
 ) {
-    if !refusals.record(reason.label(), remote.ip()) {
+    shared.metrics.refusal(reason.label());
+    if !shared.refusals.record(reason.label(), remote.ip()) {
         return;
     }
     let method = parts.method.as_str();
+    let status = answer.status.as_u16();
     // The path is logged escaped so a key cannot inject control characters into the log.
     let path = parts.uri.path().escape_debug().to_string();
+    // Quoted in the plain format: the words have spaces.
+    let words = reason.to_string();
+    let words = words.as_str();
     match reason {
-        RefusalReason::Unauthorized(why) => {
-            info!(%remote, method, path, status = status.as_u16(), why = why.as_str(), "request refused: unauthorized");
+        RefusalReason::Unauthorized(_) => {
+            info!(%remote, method, path, status, reason = words, "request refused: unauthorized");
         }
         RefusalReason::NotFound | RefusalReason::Redirect => {
-            debug!(%remote, method, path, status = status.as_u16(), "no such route");
+            debug!(%remote, method, path, status, reason = words, "no such route");
         }
-        other => {
-            info!(%remote, method, path, status = status.as_u16(), reason = ?other, "request refused");
+        _ => {
+            // The client's answer says exactly what was wrong (which header, which limit).
+            let told = String::from_utf8_lossy(&answer.body);
+            let told = told.trim_end();
+            info!(%remote, method, path, status, reason = words, told, "request refused");
         }
     }
 }

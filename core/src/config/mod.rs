@@ -523,6 +523,8 @@ pub struct WorkerConfig {
     /// `NODEGATE_REFUSAL_LOG_INTERVAL`: interval of the refusal summaries; zero logs every
     /// refusal (default 10s).
     pub refusal_log_interval: Duration,
+    /// `NODEGATE_METRICS_PUBLIC`: `/metrics` without the token (default false).
+    pub metrics_public: bool,
 }
 
 impl WorkerConfig {
@@ -1645,6 +1647,7 @@ fn parse_worker(r: &Reader<'_>) -> Result<WorkerConfig, ConfigError> {
     let body_rate_window = r.duration(BODY_RATE_WINDOW, DEFAULT_BODY_RATE_WINDOW)?;
     let refusal_log_interval =
         r.duration_or_zero(REFUSAL_LOG_INTERVAL, DEFAULT_REFUSAL_LOG_INTERVAL)?;
+    let metrics_public = r.bool(METRICS_PUBLIC)?;
     let worker = WorkerConfig {
         addr,
         serve_addr,
@@ -1666,6 +1669,7 @@ fn parse_worker(r: &Reader<'_>) -> Result<WorkerConfig, ConfigError> {
         min_body_rate,
         body_rate_window,
         refusal_log_interval,
+        metrics_public,
     };
     let base = worker.base_port();
     let derives_http_port = worker.http_addr.is_none() || worker.advertise_http_addr.is_none();

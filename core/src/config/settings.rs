@@ -121,6 +121,8 @@ pub const MIN_BODY_RATE: &str = "NODEGATE_MIN_BODY_RATE";
 pub const BODY_RATE_WINDOW: &str = "NODEGATE_BODY_RATE_WINDOW";
 /// Worker: interval of the refusal summaries; 0 = log every refusal (nodegate).
 pub const REFUSAL_LOG_INTERVAL: &str = "NODEGATE_REFUSAL_LOG_INTERVAL";
+/// Worker: serve `/metrics` without the registration token.
+pub const METRICS_PUBLIC: &str = "NODEGATE_METRICS_PUBLIC";
 /// Frontend: the admin token guarding `/api/nodes/*`; unset = admin routes disabled (nodegate).
 pub const ADMIN_TOKEN: &str = "NODEGATE_ADMIN_TOKEN";
 /// Frontend: the registry's SQLite file; `:memory:` keeps nothing (nodegate).
@@ -384,7 +386,7 @@ const SECRET_EXAMPLE: &str = "$(openssl rand -hex 32)";
 /// Every setting of every role, group by group.
 pub static SETTINGS: &[Setting] = &TABLE;
 
-static TABLE: [Setting; 57] = [
+static TABLE: [Setting; 58] = [
     // -- Registration --------------------------------------------------------------------------
     secret(row(
         REGISTRATION_TOKEN,
@@ -950,6 +952,17 @@ static TABLE: [Setting; 57] = [
         Roles::WORKER,
         "refused requests are logged once per reason and remote, then counted into one line per \
          interval (0 = log every refusal)",
+    ),
+    row(
+        METRICS_PUBLIC,
+        "metrics-public",
+        "BOOL",
+        "false",
+        "true",
+        Limits,
+        Roles::WORKER,
+        "serve GET /metrics (Prometheus text) without the registration token; by default it \
+         needs the token like every route but the probes",
     ),
     // -- Logging -------------------------------------------------------------------------------
     row(
