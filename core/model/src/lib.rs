@@ -16,6 +16,16 @@
 //! (HR-C06). A disagreement panics with the invariant's name.
 //!
 //! This crate is test support: it is not published and asserts instead of returning errors.
+//!
+//! ```
+//! use nodegate_model::Disk;
+//!
+//! // An honest client (HEAD, then a range PUT with the hash) uploads to an empty key: the
+//! // in-memory adapter, driven only through the core, publishes it and keeps no partial.
+//! let mut disk = Disk::new(false, None);
+//! disk.client_upload(b"weights").expect("an upload to an empty key succeeds");
+//! assert!(disk.partial().is_none(), "nothing partial is left behind");
+//! ```
 
 use std::collections::BTreeMap;
 
