@@ -15,6 +15,16 @@ use common::{TOKEN, WorkerProcess, free_port, request_to, wait_healthy, worker_b
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+/// The two tests each open thousands of sockets from this one process: run them one at a time
+/// so that they do not share (and exhaust) the process's descriptors.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How long a probe may take, connect to last byte.
 const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -185,6 +195,7 @@ async fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>, reconnects: Arc<Atom
 /// for the whole header timeout.
 #[test]
 fn probes_answer_while_slowloris_idle_sockets_and_log_streams_hold_connections() {
+    let _serial = one_at_a_time();
     const SLOWLORIS: usize = 600;
     const IDLE: usize = 3000;
     const STREAMS: usize = 600;
@@ -298,6 +309,7 @@ fn probes_answer_while_slowloris_idle_sockets_and_log_streams_hold_connections()
 /// interval), and `/healthz` keeps answering.
 #[test]
 fn log_streams_cannot_exhaust_descriptors_and_healthz_keeps_answering() {
+    let _serial = one_at_a_time();
     const STREAMS: usize = 585;
     const IDLE: usize = 600;
     raise_nofile(4_096, 2_000);
