@@ -888,25 +888,12 @@ fn register(
 
 /// `t` as RFC 3339 in UTC with nanoseconds, like Go's `time.Time` in JSON.
 fn rfc3339(t: SystemTime) -> String {
+    // The core's formatter (seconds), with LocalAI's nanoseconds.
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let days = i64::try_from(secs / 86_400).expect("days since 1970 fit");
-    let rem = secs % 86_400;
-    // Civil date from a day count (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let seconds = nodegate::nodes::api::rfc3339(since.as_secs());
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60,
+        "{}.{:09}Z",
+        seconds.trim_end_matches('Z'),
         since.subsec_nanos()
     )
 }

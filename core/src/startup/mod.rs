@@ -724,12 +724,7 @@ impl Startup {
                         (retry_at - now).as_secs()
                     ),
                 );
-                self.state = State::Registering {
-                    attempts,
-                    unauthorized,
-                    failures,
-                    next: Some(retry_at),
-                };
+                self.retry_registration(attempts, unauthorized, failures, retry_at);
             }
             RegisterOutcome::Unauthorized { status, message } => {
                 let unauthorized = unauthorized + 1;
@@ -751,12 +746,7 @@ impl Startup {
                         (retry_at - now).as_secs()
                     ),
                 );
-                self.state = State::Registering {
-                    attempts,
-                    unauthorized,
-                    failures,
-                    next: Some(retry_at),
-                };
+                self.retry_registration(attempts, unauthorized, failures, retry_at);
             }
             RegisterOutcome::Rejected { status, message } => self.exit(
                 1,
@@ -783,14 +773,19 @@ impl Startup {
                         (retry_at - now).as_secs()
                     ),
                 );
-                self.state = State::Registering {
-                    attempts,
-                    unauthorized,
-                    failures,
-                    next: Some(retry_at),
-                };
+                self.retry_registration(attempts, unauthorized, failures, retry_at);
             }
         }
+    }
+
+    /// Waits in `Registering` for the next attempt at `at`, with the counts so far.
+    fn retry_registration(&mut self, attempts: u32, unauthorized: u32, failures: u32, at: Time) {
+        self.state = State::Registering {
+            attempts,
+            unauthorized,
+            failures,
+            next: Some(at),
+        };
     }
 
     /// Picks the NATS credential once the node is approved (spec §5.2, with nodegate's rules:

@@ -102,7 +102,7 @@ impl FrontendClient {
 }
 
 /// The error chain of a failed request, without the URL (it may carry user info).
-fn describe(error: &hyper_util::client::legacy::Error) -> String {
+pub(crate) fn describe(error: &hyper_util::client::legacy::Error) -> String {
     use std::error::Error as _;
     let mut text = error.to_string();
     let mut source = error.source();

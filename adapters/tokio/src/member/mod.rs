@@ -415,6 +415,10 @@ impl Driver {
     }
 }
 
+/// The error chain of a failed HTTP client request, without the URL (shared with the staging
+/// client).
+pub(crate) use http::describe as describe_client_error;
+
 /// Connects to NATS once (shared with the frontend).
 pub(crate) use nats::connect as nats_connect;
 

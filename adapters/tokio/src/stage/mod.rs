@@ -787,18 +787,7 @@ async fn remove_if_present(path: &Path) -> Result<(), StageError> {
     }
 }
 
-/// The error chain of a failed request, without the URL.
-fn describe(error: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error as _;
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+use crate::member::describe_client_error as describe;
 
 /// [`Stager::push`] with a fresh client and the default policy.
 ///
