@@ -91,7 +91,7 @@ pub use io::{
     CredentialSource, Effect, Handler, HttpResult, Level, NatsConnectError, NatsCredential,
     NatsEvent, NatsServerInfo, StopReason, Subscription, Time,
 };
-pub use verdict::{NatsVerdict, frontend_credential, judge_connection};
+pub use verdict::{NatsVerdict, denied_subscription, frontend_credential, judge_connection};
 
 use crate::config::{
     Config, DISTRIBUTED_REQUIRE_AUTH, Host, NATS_REQUIRE_AUTH, NATS_URL, NatsCredentials,
@@ -441,8 +441,9 @@ impl Startup {
                 }
             }
             NatsEvent::ServerError(text) => {
-                let lower = text.to_ascii_lowercase();
-                if lower.contains("authentication expired") && self.minted_jwt_valid_at(now) {
+                let error = crate::nats::ServerError::parse(&text);
+                let expired = error == crate::nats::ServerError::AuthenticationExpired;
+                if expired && self.minted_jwt_valid_at(now) {
                     // The server closes a connection when the JWT it authenticated with
                     // expires, even though that JWT was already replaced by a refreshed one:
                     // the reconnect uses the new credential. Not a credential problem.
@@ -454,19 +455,18 @@ impl Startup {
                         ),
                     );
                 }
-                let message = if lower.contains("permissions violation") {
-                    format!("NATS permission violation — check the JWT's allow lists: {text}")
-                } else if lower.contains("authorization violation")
-                    || lower.contains("authentication expired")
-                {
-                    format!(
+                let message = match error {
+                    crate::nats::ServerError::PermissionViolation { .. } => {
+                        format!("NATS permission violation — check the JWT's allow lists: {text}")
+                    }
+                    crate::nats::ServerError::AuthorizationViolation
+                    | crate::nats::ServerError::AuthenticationExpired => format!(
                         "NATS server rejected this node's credentials: {text} (check {})",
                         self.credential
                             .as_ref()
                             .map_or(NATS_REQUIRE_AUTH, NatsCredential::variable)
-                    )
-                } else {
-                    format!("NATS server error: {text}")
+                    ),
+                    _ => format!("NATS server error: {text}"),
                 };
                 self.log(Level::Error, message);
             }

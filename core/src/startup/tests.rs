@@ -566,7 +566,7 @@ fn expiry_of_a_replaced_jwt_is_not_reported_as_rejected_credentials() {
         Effect::UpdateNatsCredential { .. }
     )));
 
-    let expired = "nats: User Authentication Expired".to_owned();
+    let expired = "User Authentication Expired".to_owned();
     let at = T0 + Duration::from_secs(8);
     m.handle_nats_event(at, NatsEvent::ServerError(expired.clone()));
     let (effects, _) = drain(&mut m);

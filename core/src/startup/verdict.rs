@@ -1,10 +1,11 @@
 //! What a NATS connection attempt means, for every role: connected (and how protected the bus
 //! really is), a final failure, or a retry. Shared by the startup machine and the frontend.
 
-use super::io::{Level, NatsConnectError, NatsCredential, NatsServerInfo};
+use super::io::{Level, NatsConnectError, NatsCredential, NatsServerInfo, Subscription};
 use crate::config::{
     Config, DISTRIBUTED_REQUIRE_AUTH, NATS_REQUIRE_AUTH, NATS_TLS_CA, NATS_URL, NatsCredentials,
 };
+use crate::nats::{Permission, ServerError};
 use crate::startup::CredentialSource;
 
 /// The meaning of one connection attempt.
@@ -86,6 +87,31 @@ pub fn judge_connection(
     }
 }
 
+/// Reads the server errors that arrived while subscriptions were being confirmed: a
+/// `Permissions Violation for Subscription to "<subject>"` means the start fails, naming the
+/// subject (LocalAI's confirmed subscriptions). `None` when nothing was denied.
+#[must_use]
+pub fn denied_subscription(
+    server_errors: &[String],
+    subscriptions: &[Subscription],
+) -> Option<String> {
+    server_errors
+        .iter()
+        .find_map(|text| match ServerError::parse(text) {
+            ServerError::PermissionViolation {
+                kind: Permission::Subscribe,
+                subject,
+            } => Some(match subscriptions.iter().find(|s| s.subject == subject) {
+                Some(denied) => format!(
+                    "subscription to {} denied by the NATS server ({text})",
+                    denied.subject
+                ),
+                None => format!("a subscription was denied by the NATS server ({text})"),
+            }),
+            _ => None,
+        })
+}
+
 /// The frontend's NATS credential (spec §5.2): a static credential, else the service user
 /// JWT + seed, else none.
 #[must_use]
@@ -129,6 +155,34 @@ mod tests {
             judge_connection(true, false, &token, &ok(false)),
             NatsVerdict::Connected(logs) if logs.len() == 2 && logs[0].0 == Level::Warn
         ));
+    }
+
+    #[test]
+    fn a_denied_subscription_is_named_and_other_errors_are_not_denials() {
+        let subs = vec![Subscription {
+            subject: "nodes.n1.stop".into(),
+            queue: None,
+            handler: super::super::Handler::NodeStop,
+        }];
+        let denied = denied_subscription(
+            &["Permissions Violation for Subscription to \"nodes.n1.stop\"".to_owned()],
+            &subs,
+        )
+        .expect("denied");
+        assert!(
+            denied.starts_with("subscription to nodes.n1.stop denied"),
+            "{denied}"
+        );
+        assert_eq!(
+            denied_subscription(
+                &[
+                    "Permissions Violation for Publish to \"nodes.n1.stop\"".to_owned(),
+                    "Slow Consumer".to_owned()
+                ],
+                &subs
+            ),
+            None
+        );
     }
 
     #[test]

@@ -100,7 +100,15 @@ pub(crate) async fn connect(
                     Event::Connected => NatsEvent::Reconnected,
                     Event::Disconnected => NatsEvent::Disconnected,
                     Event::ServerError(error) => {
-                        let text = error.to_string();
+                        // The server's own `-ERR` text, for the core to read (async-nats'
+                        // `Display` prefixes it with "nats: ").
+                        let text = match error {
+                            async_nats::ServerError::AuthorizationViolation => {
+                                "Authorization Violation".to_owned()
+                            }
+                            async_nats::ServerError::Other(text) => text,
+                            other => other.to_string(),
+                        };
                         let _ = errors.send(text.clone());
                         NatsEvent::ServerError(text)
                     }
@@ -222,23 +230,12 @@ pub(crate) async fn subscribe_all(
     }
     // Event callbacks run on their own task: give a violation a moment to arrive.
     tokio::time::sleep(CONFIRM_SETTLE).await;
+    let mut texts = Vec::new();
     while let Ok(text) = seen.try_recv() {
-        let lower = text.to_ascii_lowercase();
-        if !lower.contains("permissions violation for subscription") {
-            continue;
-        }
-        if let Some(denied) = subscriptions
-            .iter()
-            .find(|s| lower.contains(&format!("\"{}\"", s.subject.to_ascii_lowercase())))
-        {
-            return Err(format!(
-                "subscription to {} denied by the NATS server ({text})",
-                denied.subject
-            ));
-        }
-        return Err(format!(
-            "a subscription was denied by the NATS server ({text})"
-        ));
+        texts.push(text);
+    }
+    if let Some(denied) = nodegate_core::startup::denied_subscription(&texts, subscriptions) {
+        return Err(denied);
     }
     Ok(out)
 }
