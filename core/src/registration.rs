@@ -41,6 +41,35 @@ pub struct NodeFacts {
     pub gpu_vendor: Option<String>,
 }
 
+impl NodeFacts {
+    /// Reads the memory figures of a Linux `/proc/meminfo` text (`MemTotal`, `MemAvailable`,
+    /// in kB) into [`NodeFacts::total_ram`] and [`NodeFacts::available_ram`], in bytes; a
+    /// missing or malformed line leaves its figure unknown.
+    pub fn read_meminfo(&mut self, meminfo: &str) {
+        self.total_ram = meminfo_bytes(meminfo, "MemTotal:");
+        self.available_ram = meminfo_bytes(meminfo, "MemAvailable:");
+    }
+
+    /// Sets the disk figures from a `statvfs` of the models directory: block counts and the
+    /// fragment size, multiplied without overflow.
+    pub fn read_statvfs(&mut self, blocks: u64, available_blocks: u64, fragment_size: u64) {
+        self.total_disk = Some(blocks.saturating_mul(fragment_size));
+        self.available_disk = Some(available_blocks.saturating_mul(fragment_size));
+    }
+}
+
+/// A `/proc/meminfo` line such as `MemTotal:  16318428 kB`, in bytes.
+fn meminfo_bytes(meminfo: &str, field: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 /// The body of `POST /api/node/register` (spec §4.3).
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegisterRequest {
@@ -424,6 +453,20 @@ fn secret_opt<'de, D: serde::Deserializer<'de>>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn meminfo_lines_are_read_in_bytes_and_a_missing_line_is_unknown() {
+        let mut facts = NodeFacts::default();
+        facts.read_meminfo("MemTotal:       16318428 kB\nMemFree: 1 kB\nMemAvailable:    8000000 kB\n");
+        assert_eq!(facts.total_ram, Some(16_318_428 * 1024));
+        assert_eq!(facts.available_ram, Some(8_000_000 * 1024));
+        facts.read_meminfo("MemTotal: lots\n");
+        assert_eq!((facts.total_ram, facts.available_ram), (None, None));
+        facts.read_statvfs(10, 4, 4096);
+        assert_eq!((facts.total_disk, facts.available_disk), (Some(40960), Some(16384)));
+        facts.read_statvfs(u64::MAX, 1, 2);
+        assert_eq!(facts.total_disk, Some(u64::MAX));
+    }
     use super::*;
     use crate::config::{FileContents, Role, Vars};
 

@@ -310,6 +310,8 @@ pub struct NatsClient {
     next_request: u64,
     next_flush: u64,
     reconnects: u32,
+    /// One handshake of this machine has succeeded.
+    was_connected: bool,
 }
 
 impl NatsClient {
@@ -351,6 +353,7 @@ impl NatsClient {
             next_request: 1,
             next_flush: 1,
             reconnects: 0,
+            was_connected: false,
         })
     }
 
@@ -606,9 +609,17 @@ impl NatsClient {
     /// Whether to reconnect after `reason`, and after how long: `None` when it cannot help
     /// ([`CloseReason::is_retryable`]) or [`ClientConfig::max_reconnects`] attempts have failed;
     /// otherwise the backoff, doubling with every attempt that did not connect.
+    ///
+    /// A rejected credential ([`ServerError::is_rejection`]) is final on a machine that never
+    /// connected; once one handshake of this machine has succeeded, a later rejection is
+    /// retried with the backoff like a lost link: the credential was accepted before, and the
+    /// server's configuration may come back, or the adapter may set a refreshed credential
+    /// ([`NatsClient::set_credential`]) — as established NATS clients keep reconnecting.
     #[must_use]
     pub fn should_reconnect(&self, reason: &CloseReason) -> Option<Duration> {
-        if !reason.is_retryable()
+        let rejected_after_connect = self.was_connected
+            && matches!(reason, CloseReason::ServerError(error) if error.is_rejection());
+        if !(reason.is_retryable() || rejected_after_connect)
             || self
                 .config
                 .max_reconnects
@@ -872,6 +883,7 @@ impl NatsClient {
             Some(PingFor::Handshake) => {
                 self.state = State::Connected;
                 self.reconnects = 0;
+                self.was_connected = true;
                 self.next_ping = Some(now + self.config.ping_interval);
                 let server_info = self.info.clone().unwrap_or_default();
                 self.events.push_back(Event::Connected { server_info });

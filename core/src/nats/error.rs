@@ -96,6 +96,39 @@ impl ServerError {
         }
     }
 
+    /// The text as the server writes it after `-ERR` (without the quotes), such that
+    /// [`ServerError::parse`] reads it back as `self`: for adapters that report a typed error
+    /// to something that reads server texts ([`NatsEvent::ServerError`]).
+    ///
+    /// [`NatsEvent::ServerError`]: crate::startup::NatsEvent::ServerError
+    #[must_use]
+    pub fn server_text(&self) -> String {
+        match self {
+            Self::AuthorizationViolation => "Authorization Violation".to_owned(),
+            Self::AuthenticationExpired => "User Authentication Expired".to_owned(),
+            Self::AuthenticationTimeout => "Authentication Timeout".to_owned(),
+            Self::PermissionViolation { kind, subject } => {
+                let what = match kind {
+                    Permission::Publish => "Publish",
+                    Permission::Subscribe => "Subscription",
+                };
+                format!("Permissions Violation for {what} to \"{subject}\"")
+            }
+            Self::StaleConnection => "Stale Connection".to_owned(),
+            Self::MaxPayloadViolation => "Maximum Payload Violation".to_owned(),
+            Self::Other(text) => text.clone(),
+        }
+    }
+
+    /// Whether the server refused the credential itself (wrong, or an expired JWT).
+    #[must_use]
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Self::AuthorizationViolation | Self::AuthenticationExpired
+        )
+    }
+
     /// Whether the server closes the connection after sending it (everything but permission
     /// violations and unknown texts).
     #[must_use]

@@ -20,6 +20,7 @@
 //!   [`ClientConfig::max_pings_out`] misses), answers to the server's `PING`s, flushes.
 //! - Subscriptions that survive reconnects, request-reply on one `_INBOX.<nonce>.*`
 //!   subscription with "no responders" and timeouts, `-ERR` texts as [`ServerError`]s.
+//! - The `.creds` file format ([`parse_creds`]): the user JWT and seed of a file the adapter read.
 //! - Reconnect decisions as data ([`NatsClient::should_reconnect`],
 //!   [`NatsClient::reset_for_reconnect`]).
 //!
@@ -117,6 +118,7 @@
 //! ```
 
 mod client;
+mod creds;
 mod encode;
 mod error;
 mod parse;
@@ -128,6 +130,7 @@ pub use client::{
     ClientConfig, CloseReason, CommandError, ConfigError, ConnectionState, Credential, Event,
     FlushId, LANG, NatsClient, RequestFailure, RequestId, TlsMode, VERSION,
 };
+pub use creds::{CredsError, UserCreds, parse_creds};
 pub use encode::{ClientOp, Connect};
 pub use error::{Permission, ServerError};
 pub use parse::{

@@ -1446,3 +1446,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_rejection_is_final_before_the_first_connect_and_retried_after_it() {
+    let rejected = CloseReason::ServerError(ServerError::AuthorizationViolation);
+    let expired = CloseReason::ServerError(ServerError::AuthenticationExpired);
+    let fresh = client(Credential::Anonymous);
+    assert_eq!(fresh.should_reconnect(&rejected), None);
+    assert_eq!(fresh.should_reconnect(&expired), None);
+    let mut c = connected();
+    c.handle_disconnected();
+    c.reset_for_reconnect(T0);
+    c.handle_input(INFO_ANON, T0);
+    c.handle_input(b"-ERR 'Authorization Violation'\r\n", T0);
+    assert_eq!(c.close_reason(), Some(&rejected));
+    assert_eq!(c.should_reconnect(&rejected), Some(Duration::from_secs(1)));
+    assert!(c.should_reconnect(&expired).is_some());
+    assert_eq!(c.should_reconnect(&CloseReason::Requested), None);
+    assert_eq!(c.should_reconnect(&CloseReason::TlsNotOffered), None);
+}
+
+#[test]
+fn server_texts_read_back_as_the_same_error() {
+    let errors = [
+        ServerError::AuthorizationViolation,
+        ServerError::AuthenticationExpired,
+        ServerError::AuthenticationTimeout,
+        ServerError::PermissionViolation {
+            kind: Permission::Subscribe,
+            subject: "nodes.n2.>".to_owned(),
+        },
+        ServerError::PermissionViolation {
+            kind: Permission::Publish,
+            subject: "nodes.n2.stop".to_owned(),
+        },
+        ServerError::StaleConnection,
+        ServerError::MaxPayloadViolation,
+        ServerError::Other("Slow Consumer".to_owned()),
+    ];
+    for error in errors {
+        assert_eq!(ServerError::parse(&error.server_text()), error);
+    }
+    assert!(ServerError::AuthenticationExpired.is_rejection());
+    assert!(!ServerError::StaleConnection.is_rejection());
+}

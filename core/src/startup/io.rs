@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::{NatsCredentials, Secret};
+use crate::nats::CloseReason;
 use crate::registration::{HeartbeatRequest, RegisterRequest};
 
 /// Time as the adapter's wall clock reads it: the duration since the Unix epoch. Wall-clock
@@ -256,6 +257,31 @@ pub enum NatsConnectError {
     Other(String),
 }
 
+impl NatsConnectError {
+    /// What the close of a first connection attempt made with the core's
+    /// [`NatsClient`](crate::nats::NatsClient) means for the start-up: a rejected credential,
+    /// a TLS disagreement, an unreachable or silent server (retried), or anything else.
+    #[must_use]
+    pub fn from_close(reason: &CloseReason) -> Self {
+        let text = reason.to_string();
+        match reason {
+            CloseReason::ServerError(error) if error.is_rejection() => {
+                Self::AuthorizationViolation(text)
+            }
+            CloseReason::TlsRequiredByServer
+            | CloseReason::TlsNotOffered
+            | CloseReason::PlaintextBeforeTls => Self::Tls(text),
+            CloseReason::HandshakeTimeout
+            | CloseReason::StaleConnection
+            | CloseReason::ConnectionLost => Self::Unreachable(text),
+            CloseReason::ServerError(_)
+            | CloseReason::Protocol(_)
+            | CloseReason::NoInfo
+            | CloseReason::Requested => Self::Other(text),
+        }
+    }
+}
+
 /// Something the live NATS connection reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NatsEvent {
@@ -274,4 +300,36 @@ pub enum StopReason {
     Signal,
     /// A message on `nodes.<id>.stop`.
     NatsStop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nats::ServerError;
+
+    #[test]
+    fn a_closed_first_attempt_maps_onto_the_startup_kinds() {
+        let of = |reason: CloseReason| NatsConnectError::from_close(&reason);
+        assert!(matches!(
+            of(CloseReason::ServerError(ServerError::AuthorizationViolation)),
+            NatsConnectError::AuthorizationViolation(text) if text.contains("Authorization Violation")
+        ));
+        assert!(matches!(
+            of(CloseReason::ServerError(ServerError::AuthenticationExpired)),
+            NatsConnectError::AuthorizationViolation(_)
+        ));
+        assert!(matches!(
+            of(CloseReason::TlsRequiredByServer),
+            NatsConnectError::Tls(_)
+        ));
+        assert!(matches!(
+            of(CloseReason::ConnectionLost),
+            NatsConnectError::Unreachable(_)
+        ));
+        assert!(matches!(
+            of(CloseReason::HandshakeTimeout),
+            NatsConnectError::Unreachable(_)
+        ));
+        assert!(matches!(of(CloseReason::NoInfo), NatsConnectError::Other(_)));
+    }
 }
