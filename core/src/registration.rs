@@ -457,13 +457,18 @@ mod tests {
     #[test]
     fn meminfo_lines_are_read_in_bytes_and_a_missing_line_is_unknown() {
         let mut facts = NodeFacts::default();
-        facts.read_meminfo("MemTotal:       16318428 kB\nMemFree: 1 kB\nMemAvailable:    8000000 kB\n");
+        facts.read_meminfo(
+            "MemTotal:       16318428 kB\nMemFree: 1 kB\nMemAvailable:    8000000 kB\n",
+        );
         assert_eq!(facts.total_ram, Some(16_318_428 * 1024));
         assert_eq!(facts.available_ram, Some(8_000_000 * 1024));
         facts.read_meminfo("MemTotal: lots\n");
         assert_eq!((facts.total_ram, facts.available_ram), (None, None));
         facts.read_statvfs(10, 4, 4096);
-        assert_eq!((facts.total_disk, facts.available_disk), (Some(40960), Some(16384)));
+        assert_eq!(
+            (facts.total_disk, facts.available_disk),
+            (Some(40960), Some(16384))
+        );
         facts.read_statvfs(u64::MAX, 1, 2);
         assert_eq!(facts.total_disk, Some(u64::MAX));
     }

@@ -23,9 +23,7 @@ pub enum CredsError {
     #[error("the creds file holds no NATS USER JWT block: use the file `nsc` or nats-setup wrote")]
     MissingJwt,
     /// No `BEGIN USER NKEY SEED` block with a line of content.
-    #[error(
-        "the creds file holds no USER NKEY SEED block: use the file `nsc` or nats-setup wrote"
-    )]
+    #[error("the creds file holds no USER NKEY SEED block: use the file `nsc` or nats-setup wrote")]
     MissingSeed,
 }
 
@@ -82,8 +80,7 @@ mod tests {
         assert_eq!(parse_creds(""), Err(CredsError::MissingJwt));
         let only_jwt = CREDS.split("-----BEGIN USER").next().expect("prefix");
         assert_eq!(parse_creds(only_jwt), Err(CredsError::MissingSeed));
-        let empty_seed =
-            "-----BEGIN NATS USER JWT-----\na.b.c\n------END NATS USER JWT------\n-----BEGIN USER NKEY SEED-----\n\n------END USER NKEY SEED------\n";
+        let empty_seed = "-----BEGIN NATS USER JWT-----\na.b.c\n------END NATS USER JWT------\n-----BEGIN USER NKEY SEED-----\n\n------END USER NKEY SEED------\n";
         assert_eq!(parse_creds(empty_seed), Err(CredsError::MissingSeed));
         let error = parse_creds(only_jwt).unwrap_err().to_string();
         assert!(!error.contains("eyJ"), "{error}");

@@ -330,6 +330,9 @@ mod tests {
             of(CloseReason::HandshakeTimeout),
             NatsConnectError::Unreachable(_)
         ));
-        assert!(matches!(of(CloseReason::NoInfo), NatsConnectError::Other(_)));
+        assert!(matches!(
+            of(CloseReason::NoInfo),
+            NatsConnectError::Other(_)
+        ));
     }
 }
