@@ -7,7 +7,8 @@
 //! This crate is the `nodegate` command ([`cli`], behind the `cli` feature, on by default) and
 //! the library under it: it re-exports the modules of the runtime-free core
 //! ([`nodegate_core`](../nodegate_core/index.html)) at its root and, behind the `tokio` feature, the tokio + hyper adapter
-//! as [`tokio_adapter`](../nodegate_tokio/index.html) (`nodegate-tokio`).
+//! as [`tokio_adapter`](../nodegate_tokio/index.html) (`nodegate-tokio`) and, behind the `smol`
+//! feature, the smol adapter as [`smol_adapter`](../nodegate_smol/index.html) (`nodegate-smol`).
 //!
 //! ```
 //! use nodegate::config::{Config, FileContents, Host, Role, Vars};
@@ -31,6 +32,9 @@ pub use nodegate_core::{
 
 #[cfg(feature = "tokio")]
 pub use nodegate_tokio as tokio_adapter;
+
+#[cfg(feature = "smol")]
+pub use nodegate_smol as smol_adapter;
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -13,7 +13,8 @@
 //!   ([`crate::tokio_adapter::frontend::setup::run`]).
 //!
 //! The reference programs in `examples/` are these commands as programs of their own:
-//! [`worker`], [`frontend`], [`agent_worker`], [`stage`] and [`nats_setup`].
+//! [`worker`], [`frontend`], [`agent_worker`], [`stage`] and [`nats_setup`]; `worker_smol`
+//! (feature `smol`) is `nodegate worker` with its member on smol.
 //!
 //! Every run of a role goes the same way: the settings are collected from flags and the
 //! environment (a flag wins), the files they name are read, [`Config::parse`] checks every
@@ -105,6 +106,23 @@ pub fn worker() -> ExitCode {
     role_main(Role::Worker)
 }
 
+/// The reference supervisor worker on smol (`examples/worker-smol.rs`): the same flags,
+/// posture output and refusals as `nodegate worker` — the same parsing, preflight and posture
+/// code — with the cluster member driven by `nodegate-smol`.
+#[cfg(feature = "smol")]
+#[must_use]
+pub fn worker_smol() -> ExitCode {
+    let program = "nodegate worker";
+    let matches = command(Role::Worker).get_matches();
+    let (config, host) = match parse(Role::Worker, &matches, program) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    ExitCode::from(crate::smol_adapter::rt::block_on(worker::run_smol(
+        config, host, program,
+    )))
+}
+
 /// The reference frontend (`examples/frontend.rs`): `nodegate frontend` as a program of its
 /// own.
 #[must_use]
@@ -136,29 +154,12 @@ fn role_main(role: Role) -> ExitCode {
     run(role, &matches, &format!("nodegate {role}"))
 }
 
-/// Runs `role` with parsed command-line matches.
+/// Runs `role` with parsed command-line matches, on tokio.
 fn run(role: Role, matches: &ArgMatches, program: &str) -> ExitCode {
-    // 1. Parse: bad values stop here, naming the variable, before anything is bound or created.
-    let vars = Vars::from_pairs(known_variables(role).iter().filter_map(|setting| {
-        matches
-            .get_one::<String>(setting.name)
-            .map(|value| (setting.name, value.clone()))
-    }));
-    let mut files = FileContents::new();
-    for (variable, path) in vars.files_to_read() {
-        files.insert(variable, std::fs::read(&path).map_err(|e| e.to_string()));
-    }
-    let host = Host {
-        hostname: hostname(),
-        pid: std::process::id(),
+    let (config, host) = match parse(role, matches, program) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
-    let config = match Config::parse(role, &vars, &files, &host) {
-        Ok(config) => config,
-        Err(error) => return refuse_setting(program, &error, false),
-    };
-    if let Err(error) = logging::init(&config.logging) {
-        return refuse_setting(program, &error, false);
-    }
     // 2. From here the core's start-up machine decides: it evaluates the posture first and
     //    asks to exit (refusal) before it asks for the file server.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -177,6 +178,34 @@ fn run(role: Role, matches: &ArgMatches, program: &str) -> ExitCode {
         Role::AgentWorker => runtime.block_on(agent::run(config, host)),
     };
     ExitCode::from(code)
+}
+
+/// The first step of every role, whatever runtime runs it: the settings from the command line
+/// and the environment, the files they name, [`Config::parse`] and the log set-up. A value
+/// that cannot be honoured is reported here ([`EXIT_CONFIG`]).
+fn parse(role: Role, matches: &ArgMatches, program: &str) -> Result<(Config, Host), ExitCode> {
+    // 1. Parse: bad values stop here, naming the variable, before anything is bound or created.
+    let vars = Vars::from_pairs(known_variables(role).iter().filter_map(|setting| {
+        matches
+            .get_one::<String>(setting.name)
+            .map(|value| (setting.name, value.clone()))
+    }));
+    let mut files = FileContents::new();
+    for (variable, path) in vars.files_to_read() {
+        files.insert(variable, std::fs::read(&path).map_err(|e| e.to_string()));
+    }
+    let host = Host {
+        hostname: hostname(),
+        pid: std::process::id(),
+    };
+    let config = match Config::parse(role, &vars, &files, &host) {
+        Ok(config) => config,
+        Err(error) => return Err(refuse_setting(program, &error, false)),
+    };
+    if let Err(error) = logging::init(&config.logging) {
+        return Err(refuse_setting(program, &error, false));
+    }
+    Ok((config, host))
 }
 
 /// Prints one message for a setting that cannot be honoured, and returns [`EXIT_CONFIG`]:

@@ -28,7 +28,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::server::{Server, ServerConfig};
-use nats::{CredentialCell, NatsRoots, Report};
+use nats::{CredentialCell, Report};
+
+pub use nats::NatsRoots;
 
 /// Time given to the file server and NATS to close at exit.
 const CLOSE_GRACE: Duration = Duration::from_secs(6);

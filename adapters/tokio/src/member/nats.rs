@@ -240,8 +240,9 @@ pub(crate) async fn subscribe_all(
     Ok(out)
 }
 
-/// The worker's roots, opened once for the NATS handlers.
-pub(crate) struct NatsRoots {
+/// The worker's roots, opened once for the NATS handlers of `nodes.<id>.files.*` (blocking
+/// calls, usable from any runtime: the smol worker answers the same subjects with them).
+pub struct NatsRoots {
     roots: Roots,
     models: RootDir,
     staging: RootDir,
@@ -250,7 +251,10 @@ pub(crate) struct NatsRoots {
 
 impl NatsRoots {
     /// Opens the three roots (they exist: the file server created them).
-    pub(crate) fn open(roots: &Roots) -> std::io::Result<Arc<Self>> {
+    ///
+    /// # Errors
+    /// A root that cannot be opened or created.
+    pub fn open(roots: &Roots) -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             models: RootDir::open_or_create(&roots.models)?,
             staging: RootDir::open_or_create(&roots.staging)?,
@@ -267,7 +271,10 @@ impl NatsRoots {
         }
     }
 
-    fn listdir(&self, payload: &[u8]) -> Vec<u8> {
+    /// The reply to a `files.listdir` request: the core's key rules, then a listing beneath
+    /// the root.
+    #[must_use]
+    pub fn listdir(&self, payload: &[u8]) -> Vec<u8> {
         let target = match node_files::listdir_target(payload) {
             Ok(target) => target,
             Err(reply) => return reply,
@@ -282,7 +289,9 @@ impl NatsRoots {
         }
     }
 
-    fn temp(&self) -> Vec<u8> {
+    /// The reply to a `files.temp` request: a new output temp file in staging.
+    #[must_use]
+    pub fn temp(&self) -> Vec<u8> {
         match self.staging.create_output_temp() {
             Ok(name) => node_files::temp_reply(&self.roots.staging.join(name)),
             Err(_) => node_files::error_reply("creating temp file failed"),

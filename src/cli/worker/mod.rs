@@ -1,4 +1,10 @@
-//! `nodegate worker`: the supervisor worker on tokio + hyper.
+//! `nodegate worker`: the supervisor worker. What comes before "run on a runtime" — the
+//! roots made absolute, the preflight of the address and the roots, the server's limits from
+//! the settings — is [`prepare`], shared by the tokio worker ([`run`]) and the smol worker
+//! ([`run_smol`], feature `smol`), so both accept, report and refuse the same settings.
+
+#[cfg(feature = "smol")]
+mod smol;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -13,15 +19,33 @@ use crate::request::{MetricsAccess, ServerPolicy};
 use crate::tokio_adapter::member::{self, WorkerSetup};
 use crate::tokio_adapter::{Limits, LogStore, ServerConfig};
 
-/// Runs the supervisor worker to its exit status.
+/// Runs the supervisor worker on tokio to its exit status.
 pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
     // A file-size limit (RLIMIT_FSIZE) must fail the upload with EFBIG, not kill the worker:
     // listening for SIGXFSZ replaces its default action for the life of the process.
     let _file_size_signal =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
+    match prepare(&config, program) {
+        Ok(setup) => member::run_worker(config, host, setup).await,
+        Err(code) => code,
+    }
+}
+
+/// Runs the supervisor worker on smol to its exit status.
+#[cfg(feature = "smol")]
+pub(super) async fn run_smol(config: Config, host: Host, program: &str) -> u8 {
+    match prepare(&config, program) {
+        Ok(setup) => smol::run(config, host, setup).await,
+        Err(code) => code,
+    }
+}
+
+/// What both runtimes' workers serve: the roots, the checks of the address and the roots
+/// (unless the posture refuses: the start-up machine reports that first), the limits.
+fn prepare(config: &Config, program: &str) -> Result<WorkerSetup, u8> {
     let Some(worker) = config.worker.as_ref() else {
         error!("no worker settings: Config::parse(Role::Worker) always yields them");
-        return EXIT_FAILED;
+        return Err(EXIT_FAILED);
     };
     let roots = match roots(
         &worker.models_path,
@@ -38,17 +62,17 @@ pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
                 },
             );
             let _ = refuse_setting(program, &error, true);
-            return EXIT_CONFIG;
+            return Err(EXIT_CONFIG);
         }
     };
     // A refused posture is the start-up machine's to report (before anything is bound or
     // created); otherwise the address and the roots are checked here, so that what cannot be
     // used is reported as the setting to change rather than as an I/O error.
-    if Posture::evaluate(&config).refusal().is_none()
+    if Posture::evaluate(config).refusal().is_none()
         && let Err(error) = preflight::worker(worker, &roots)
     {
         let _ = refuse_setting(program, &error, true);
-        return EXIT_CONFIG;
+        return Err(EXIT_CONFIG);
     }
     let limits = Limits {
         header_read_timeout: worker.header_timeout,
@@ -68,7 +92,7 @@ pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
         shutdown_grace: Duration::from_secs(5),
         ..Limits::default()
     };
-    let setup = WorkerSetup {
+    Ok(WorkerSetup {
         server: ServerConfig {
             policy: ServerPolicy {
                 auth: config.auth_policy(),
@@ -80,8 +104,7 @@ pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
             readiness: None,
         },
         bind: worker.http_bind(),
-    };
-    member::run_worker(config, host, setup).await
+    })
 }
 
 /// Makes the three roots absolute (relative to the current directory) and lexically clean.
