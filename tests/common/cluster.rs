@@ -185,7 +185,8 @@ pub fn custom_minter(
 /// Which example binary a member runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binary {
-    /// `examples/worker.rs`: the supervisor worker.
+    /// The supervisor worker of the current [`Runtime`](super::Runtime) (`examples/worker.rs`
+    /// or `examples/worker-smol.rs`).
     Worker,
     /// `examples/agent-worker.rs`: the agent worker.
     Agent,
@@ -195,7 +196,7 @@ impl Binary {
     /// The path of the built example.
     pub fn path(self) -> PathBuf {
         let name = match self {
-            Self::Worker => "worker",
+            Self::Worker => super::Runtime::current().worker_example(),
             Self::Agent => "agent-worker",
         };
         let exe = std::env::current_exe().expect("test exe");

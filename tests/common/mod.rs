@@ -381,27 +381,106 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Path of the reference worker binary built by `cargo test` (examples are built with the
-/// tests, next to the test binaries).
+/// The runtime whose worker a test runs: every test written inside [`per_runtime!`] runs once
+/// per runtime (as rustls instantiates its suites once per crypto provider), and the worker
+/// helpers ([`worker_program`], [`cluster::Binary::path`]) spawn that runtime's program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `examples/worker.rs` (tokio), or `$NODEGATE_WORKER_BIN worker`.
+    Tokio,
+    /// `examples/worker-smol.rs` (the member on smol).
+    Smol,
+}
+
+thread_local! {
+    static RUNTIME: std::cell::Cell<Runtime> = const { std::cell::Cell::new(Runtime::Tokio) };
+}
+
+impl Runtime {
+    /// The runtime of the test running on this thread (tokio outside [`per_runtime!`]).
+    pub fn current() -> Self {
+        RUNTIME.with(std::cell::Cell::get)
+    }
+
+    /// Makes `self` the runtime of this thread's test until the guard is dropped.
+    pub fn select(self) -> RuntimeGuard {
+        let previous = RUNTIME.with(|r| r.replace(self));
+        RuntimeGuard(previous)
+    }
+
+    /// The worker example of this runtime.
+    pub fn worker_example(self) -> &'static str {
+        match self {
+            Self::Tokio => "worker",
+            Self::Smol => "worker-smol",
+        }
+    }
+}
+
+/// Restores the previous runtime on drop.
+pub struct RuntimeGuard(Runtime);
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        RUNTIME.with(|r| r.set(self.0));
+    }
+}
+
+/// Writes a test file's items once and instantiates them per runtime: `mod tokio { … }` and
+/// `mod smol { … }`, each with every item, and every `fn name() { … }` (the tests) run with
+/// its runtime selected ([`Runtime::select`]). Items see the file's root through `super::*`.
+#[macro_export]
+macro_rules! per_runtime {
+    (@items [$runtime:expr]) => {};
+    (@items [$runtime:expr] $(#[$meta:meta])* fn $name:ident() $body:block $($rest:tt)*) => {
+        $(#[$meta])*
+        fn $name() {
+            let _runtime = $runtime.select();
+            $body
+        }
+        $crate::per_runtime!(@items [$runtime] $($rest)*);
+    };
+    (@items [$runtime:expr] $item:item $($rest:tt)*) => {
+        $item
+        $crate::per_runtime!(@items [$runtime] $($rest)*);
+    };
+    ($($items:tt)*) => {
+        mod tokio {
+            #[allow(unused_imports, reason = "each instantiation uses what its file imports")]
+            use super::*;
+            $crate::per_runtime!(@items [$crate::common::Runtime::Tokio] $($items)*);
+        }
+        mod smol {
+            #[allow(unused_imports, reason = "each instantiation uses what its file imports")]
+            use super::*;
+            $crate::per_runtime!(@items [$crate::common::Runtime::Smol] $($items)*);
+        }
+    };
+}
+
+/// Path of the current runtime's worker example, built by `cargo test` (examples are built
+/// with the tests, next to the test binaries).
 pub fn worker_binary() -> PathBuf {
+    let name = Runtime::current().worker_example();
     let exe = std::env::current_exe().expect("test exe");
     let debug_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = debug_dir.join("examples").join("worker");
+    let path = debug_dir.join("examples").join(name);
     assert!(
         path.exists(),
-        "worker example not built at {}",
+        "{name} example not built at {}",
         path.display()
     );
     path
 }
 
-/// The worker program and the arguments that precede its settings: the reference example, or
-/// `<NODEGATE_WORKER_BIN> worker` when that variable names an installed `nodegate` (CI runs the
-/// start-up tests against `cargo install`'s binary that way).
+/// The worker program and the arguments that precede its settings: the current runtime's
+/// reference example or, for tokio, `<NODEGATE_WORKER_BIN> worker` when that variable names an
+/// installed `nodegate` (CI runs the start-up tests against `cargo install`'s binary that way;
+/// the smol worker is the example in every run).
 pub fn worker_program() -> (PathBuf, Vec<&'static str>) {
-    match std::env::var_os("NODEGATE_WORKER_BIN") {
-        Some(bin) => (PathBuf::from(bin), vec!["worker"]),
-        None => (worker_binary(), Vec::new()),
+    match (Runtime::current(), std::env::var_os("NODEGATE_WORKER_BIN")) {
+        (Runtime::Tokio, Some(bin)) => (PathBuf::from(bin), vec!["worker"]),
+        _ => (worker_binary(), Vec::new()),
     }
 }
 
