@@ -35,7 +35,7 @@ use crate::access::millis;
 use crate::body::ResponseBody;
 use crate::metrics::Metrics;
 use crate::server::{StartError, reply};
-use crate::store::{EntryInfo, RootDir, StoreError};
+use nodegate_store::{EntryInfo, RootDir, StoreError};
 
 /// Largest sidecar the server reads (a hash is 64 bytes).
 const SIDECAR_MAX: usize = 256;

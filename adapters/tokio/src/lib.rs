@@ -123,7 +123,7 @@ mod refusals;
 pub mod server;
 mod shedding;
 pub mod stage;
-pub mod store;
+pub use nodegate_store as store;
 
 pub use body::ResponseBody;
 pub use logs::LogStore;

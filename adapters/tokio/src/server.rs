@@ -137,7 +137,7 @@ pub enum StartError {
         /// The absolute path.
         path: std::path::PathBuf,
         /// Why the write probe failed.
-        error: crate::store::StoreError,
+        error: nodegate_store::StoreError,
     },
 }
 

@@ -19,7 +19,7 @@ use nodegate_core::startup::{
 use tokio::sync::{broadcast, mpsc};
 use tracing::warn;
 
-use crate::store::RootDir;
+use nodegate_store::RootDir;
 
 /// Time allowed for one connection attempt (TCP, TLS, INFO, CONNECT and the first PONG).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

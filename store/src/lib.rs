@@ -1,15 +1,22 @@
-//! File effects of the file-transfer server, confined to one storage root.
+//! # nodegate-store
+//!
+//! The file store of nodegate's file-transfer servers: blocking, runtime-free file effects
+//! confined to one storage root, shared by every adapter (tokio, smol, the std-only embedding)
+//! so that none of them re-implements symlink-safe opens, temporary files or partial uploads.
+//! It holds no protocol: the core (`nodegate-core`) validates every key and decides what to do;
+//! this crate only performs the effects, as quinn-udp holds quinn's socket tricks.
 //!
 //! The core validates every key into a safe relative path (`rel`: `/`-separated, no empty, `.`,
-//! `..` or leading-dot segments) and decides what to do; this module only performs the effects.
-//! Every operation resolves `rel` through a capability handle on the root ([`cap_std::fs::Dir`]),
-//! so a symbolic link or `..` that would leave the root is refused by the walk at open time,
-//! not by a check that could race with the open (spec D8, D14). Symbolic links that stay inside
-//! the root are followed where an operation follows links at all. A link with an absolute target
-//! always counts as leaving the root, even if the target happens to lie inside it.
+//! `..` or leading-dot segments). Every operation resolves `rel` through a capability handle on
+//! the root ([`cap_std::fs::Dir`]), so a symbolic link or `..` that would leave the root is
+//! refused by the walk at open time, not by a check that could race with the open (spec D8,
+//! D14). Symbolic links that stay inside the root are followed where an operation follows links
+//! at all. A link with an absolute target always counts as leaving the root, even if the target
+//! happens to lie inside it.
 //!
-//! The API is synchronous and blocking: call it from `tokio::task::spawn_blocking` and turn the
-//! returned [`std::fs::File`]s into `tokio::fs::File` with `tokio::fs::File::from_std`.
+//! The API is synchronous and blocking: an async adapter calls it from its blocking pool
+//! (`tokio::task::spawn_blocking`, `blocking::unblock`) or, for operations known to be cheap,
+//! inline; a threaded program calls it directly.
 //!
 //! Durability protocol for a replaced file (security.md §4.5): [`RootDir::create_new`] a temporary
 //! name in the target's directory → write → call [`std::fs::File::sync_all`] on the file (the
@@ -19,6 +26,26 @@
 //!
 //! Error messages never contain absolute paths (D15): only [`RootDir::path`] reveals where a root
 //! lives, for the `local_path` field the wire requires.
+//!
+//! ```
+//! use std::io::Write as _;
+//! use nodegate_store::{EntryInfo, RootDir};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let path = tmp.path().join("models");
+//! let root = RootDir::open_or_create(&path)?;
+//! let (mut file, mut temp) = root.create_temp(".model.gguf.tmp", nodegate_store::FILE_MODE)?;
+//! file.write_all(b"weights")?;
+//! file.sync_all()?;
+//! root.rename(".model.gguf.tmp", "model.gguf")?;
+//! temp.keep(); // renamed into place: nothing left to remove
+//! assert!(matches!(root.stat("model.gguf")?, EntryInfo::File { size: 7, .. }));
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher, RandomState};
