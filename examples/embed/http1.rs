@@ -16,6 +16,8 @@ use nodegate_core::response::Reply;
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest line of chunked framing (a chunk size, a trailer).
 const MAX_CHUNK_LINE: usize = 4096;
+/// Most trailer lines after the last chunk.
+const MAX_TRAILER_LINES: usize = 64;
 /// After an answer sent before the request body was read, how long and how much of the body
 /// is read and discarded so the client hears the answer instead of a reset.
 const LINGER: (Duration, u64) = (Duration::from_millis(500), 16 * 1024 * 1024);
@@ -280,8 +282,16 @@ impl<'c> Body<'c> {
             .and_then(|s| u64::from_str_radix(s, 16).ok())
             .ok_or(io::ErrorKind::InvalidData)?;
         if size == 0 {
-            while !self.conn.read_line()?.is_empty() {}
-            self.framing = Framing::Done;
+            for _ in 0..MAX_TRAILER_LINES {
+                if self.conn.read_line()?.is_empty() {
+                    self.framing = Framing::Done;
+                    return Ok(0);
+                }
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many trailers",
+            ));
         }
         Ok(size)
     }

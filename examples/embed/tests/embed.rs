@@ -349,6 +349,39 @@ fn chunked_upload_is_decoded() {
 }
 
 #[test]
+fn an_upload_over_the_limit_is_413_before_its_body_is_read() {
+    let embed = Embed::start_with(&[
+        ("LOCALAI_REGISTRATION_TOKEN", TOKEN),
+        ("LOCALAI_MAX_UPLOAD_SIZE", "1K"),
+    ]);
+    let body = pattern(4096);
+    let put = embed.send(
+        &format!(
+            "PUT /v1/files/models/big.bin HTTP/1.1\n{}\nContent-Length: {}",
+            auth(),
+            body.len()
+        ),
+        &body,
+    );
+    assert_eq!(put.status, 413);
+    assert_eq!(put.header("connection"), Some("close"));
+    assert!(!embed.models().join("big.bin").exists());
+    // Streamed without a length, it is cut off at the limit and nothing is published.
+    let mut chunked = format!("{:x}\r\n", body.len()).into_bytes();
+    chunked.extend_from_slice(&body);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let put = embed.send(
+        &format!(
+            "PUT /v1/files/models/big.bin HTTP/1.1\n{}\nTransfer-Encoding: chunked",
+            auth()
+        ),
+        &chunked,
+    );
+    assert_eq!(put.status, 413);
+    assert!(!embed.models().join("big.bin").exists());
+}
+
+#[test]
 fn missing_or_wrong_tokens_are_401_and_write_nothing() {
     let embed = Embed::start();
     let none = embed.send("GET /v1/files/models/x HTTP/1.1", b"");
