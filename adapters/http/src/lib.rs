@@ -20,8 +20,8 @@
 //!
 //! | feature | runtime | listener |
 //! |---|---|---|
-//! | `tokio` | [`TokioRuntime`]: the tokio runtime the caller runs in | `tokio::net::TcpListener` |
-//! | `smol` | [`SmolRuntime`]: an async-executor of yours (or smol's global one), the `blocking` pool, async-io | `smol::net::TcpListener` |
+//! | `tokio` | `TokioRuntime`: the tokio runtime the caller runs in | `tokio::net::TcpListener` |
+//! | `smol` | `SmolRuntime`: an async-executor of yours (or smol's global one), the `blocking` pool, async-io | `smol::net::TcpListener` |
 //!
 //! Another runtime is one more implementation of [`Runtime`]; see its contract in
 //! [`runtime`].
@@ -93,8 +93,13 @@
 //!
 //! ## Runtime gaps
 //!
-//! None: the in-process file-server suite of the workspace (`tests/` of the `nodegate`
-//! package) runs every test once per runtime, `tokio::…` and `smol::…`.
+//! None in the server: the in-process file-server suite of the workspace (`tests/` of the
+//! `nodegate` package: files API, traversal, auth matrix, robustness, hardening, metrics, the
+//! staging client against the server) runs every test once per runtime, as `tokio::…` and
+//! `smol::…`, and this crate's own tests check the [`Runtime`] contract on both. The suites
+//! that start the `nodegate worker` program instead (`operability_logs`, `hardening_conns`,
+//! `crash`, the start-up and cluster tests) test a process, whose server runs on tokio; the
+//! smol worker program is `nodegate-smol`'s.
 
 #![deny(missing_docs)]
 

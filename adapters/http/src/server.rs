@@ -299,8 +299,9 @@ impl<R: Runtime> Server<R> {
                 bytes: shared.limits.early_answer_drain,
             };
             let mut stop_rx = stop_rx.clone();
-            let runtime = runtime.clone();
-            connections.spawn(&runtime.clone(), async move {
+            let task_runtime = runtime.clone();
+            connections.spawn(&runtime, async move {
+                let runtime = task_runtime;
                 let _open = open;
                 let closed = ClosedGuard {
                     connections: table.clone(),

@@ -1,7 +1,7 @@
 //! The runtime seam: the little the file-transfer server needs from an async runtime.
 //!
 //! The server is written once against [`Runtime`]; each runtime is a small implementation of it
-//! (quinn's pattern): [`TokioRuntime`] behind the `tokio` feature, [`SmolRuntime`] behind the
+//! (quinn's pattern): `TokioRuntime` behind the `tokio` feature, `SmolRuntime` behind the
 //! `smol` feature. Everything else the server uses is runtime-agnostic: `tokio::sync` channels,
 //! semaphores and `select!` (which need no tokio runtime), `futures-util`, hyper's connection
 //! state machine and tokio-tungstenite's WebSocket codec over the upgraded connection.
@@ -131,3 +131,7 @@ pub(crate) fn yield_now() -> impl Future<Output = ()> {
     }
     YieldNow(false)
 }
+
+// The contract needs a runtime to run on: built with either feature.
+#[cfg(all(test, any(feature = "tokio", feature = "smol")))]
+mod tests;
