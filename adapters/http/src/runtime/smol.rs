@@ -17,6 +17,9 @@ use super::{Runtime, Unfinished};
 /// smol: tasks go to the executor given to [`SmolRuntime::new`], or to smol's global executor
 /// ([`smol::spawn`]) for [`SmolRuntime::global`]; blocking work to the `blocking` pool; timers
 /// and sockets to the async-io reactor, which needs no thread of the caller's.
+///
+/// The server's listener is a [`smol::net::TcpListener`]; one bound elsewhere converts with
+/// `From<Async<std::net::TcpListener>>` or `TryFrom<std::net::TcpListener>`.
 #[derive(Clone, Default)]
 pub struct SmolRuntime {
     executor: Option<Arc<Executor<'static>>>,
