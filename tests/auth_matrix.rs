@@ -24,7 +24,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{
-    CLIENT_TIMEOUT, Options, RawResponse, Rt, TOKEN, TestServer, read_response, sha256_hex,
+    CLIENT_TIMEOUT, Options, RawResponse, Runtime, TOKEN, TestServer, read_response, sha256_hex,
 };
 use nodegate::auth::Token;
 
@@ -75,7 +75,7 @@ fn auth_line(value: impl AsRef<[u8]>) -> Vec<u8> {
 }
 
 /// A server with the probe file in staging.
-fn server_with(rt: Rt, options: Options) -> TestServer {
+fn server_with(rt: Runtime, options: Options) -> TestServer {
     let server = TestServer::with(rt, options);
     std::fs::write(server.roots.staging.join(PROBE_KEY), PROBE_BODY).expect("probe file");
     server
@@ -193,7 +193,7 @@ fn base64(input: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // AH-01 … AH-20: the header itself
 
-fn ah_01_02_missing_is_401_and_the_right_token_is_allowed(rt: Rt) {
+fn ah_01_02_missing_is_401_and_the_right_token_is_allowed(rt: Runtime) {
     let server = server_with(rt, Options::default());
     run(
         &server,
@@ -214,7 +214,7 @@ fn ah_01_02_missing_is_401_and_the_right_token_is_allowed(rt: Rt) {
     );
 }
 
-fn ah_03_scheme_is_case_insensitive(rt: Rt) {
+fn ah_03_scheme_is_case_insensitive(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let rows: Vec<Row> = ["bearer", "BEARER", "BeArEr", "bEARER"]
         .into_iter()
@@ -230,7 +230,7 @@ fn ah_03_scheme_is_case_insensitive(rt: Rt) {
     run(&server, &rows);
 }
 
-fn ah_04_05_one_or_more_spaces_but_not_a_tab(rt: Rt) {
+fn ah_04_05_one_or_more_spaces_but_not_a_tab(rt: Runtime) {
     let server = server_with(rt, Options::default());
     run(
         &server,
@@ -283,7 +283,7 @@ fn ah_04_05_one_or_more_spaces_but_not_a_tab(rt: Rt) {
     );
 }
 
-fn ah_06_to_09_incomplete_wrong_or_foreign_credentials_are_401(rt: Rt) {
+fn ah_06_to_09_incomplete_wrong_or_foreign_credentials_are_401(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let upper = TOKEN.to_uppercase();
     assert_ne!(upper, TOKEN);
@@ -350,7 +350,7 @@ fn ah_06_to_09_incomplete_wrong_or_foreign_credentials_are_401(rt: Rt) {
     assert_eq!(base64(b"u:tok"), "dTp0b2s=");
 }
 
-fn ah_10_to_12_repeated_or_joined_credentials_are_401(rt: Rt) {
+fn ah_10_to_12_repeated_or_joined_credentials_are_401(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let good = auth_line(format!("Bearer {TOKEN}"));
     let bad = auth_line("Bearer wrong-token");
@@ -389,7 +389,7 @@ fn ah_10_to_12_repeated_or_joined_credentials_are_401(rt: Rt) {
     run(&server, &rows);
 }
 
-fn ah_13_obs_text_in_the_token_is_401_never_5xx(rt: Rt) {
+fn ah_13_obs_text_in_the_token_is_401_never_5xx(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let all_high: Vec<u8> = (0x80..=0xffu8).collect();
     let mut rows = vec![row(
@@ -420,7 +420,7 @@ fn ah_13_obs_text_in_the_token_is_401_never_5xx(rt: Rt) {
     run(&server, &rows);
 }
 
-fn ah_14_nul_cr_lf_in_the_value_are_refused_by_the_http_layer(rt: Rt) {
+fn ah_14_nul_cr_lf_in_the_value_are_refused_by_the_http_layer(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let (head, tail) = TOKEN.split_at(4);
     let rows: Vec<Row> = [("NUL", b'\0'), ("CR", b'\r'), ("LF", b'\n')]
@@ -452,7 +452,7 @@ fn ah_14_nul_cr_lf_in_the_value_are_refused_by_the_http_layer(rt: Rt) {
     run(&server, &rows);
 }
 
-fn ah_15_configured_token_with_b64token_punctuation_works(rt: Rt) {
+fn ah_15_configured_token_with_b64token_punctuation_works(rt: Runtime) {
     let token = "Az09-._~+/==";
     let server = server_with(
         rt,
@@ -502,7 +502,7 @@ fn ah_16_configured_token_with_space_or_non_ascii_is_refused() {
     assert!(Token::parse(&"a".repeat(4096)).is_ok());
 }
 
-fn ah_17_18_query_access_token_never_authenticates(rt: Rt) {
+fn ah_17_18_query_access_token_never_authenticates(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let with_query = format!("/v1/files/{PROBE_KEY}?access_token={TOKEN}");
     let alone = get_with_lines(&server, &with_query, b"");
@@ -527,7 +527,7 @@ fn ah_17_18_query_access_token_never_authenticates(rt: Rt) {
     assert_eq!(right.body, PROBE_BODY);
 }
 
-fn ah_19_20_only_the_authorization_field_counts_whatever_its_case(rt: Rt) {
+fn ah_19_20_only_the_authorization_field_counts_whatever_its_case(rt: Runtime) {
     let server = server_with(rt, Options::default());
     run(
         &server,
@@ -584,7 +584,7 @@ fn send_lenient(server: &TestServer, request: &[u8]) -> Option<RawResponse> {
     read_response(&mut stream, false)
 }
 
-fn ah_21_a_64_kib_header_is_refused_by_the_http_layer(rt: Rt) {
+fn ah_21_a_64_kib_header_is_refused_by_the_http_layer(rt: Runtime) {
     let server = server_with(rt, Options::default());
     for size in [64 << 10, 1 << 20] {
         let value = "a".repeat(size);
@@ -695,7 +695,7 @@ fn send_route(
     server.raw(&request)
 }
 
-fn ah_26_every_route_without_or_with_a_wrong_token_is_401(rt: Rt) {
+fn ah_26_every_route_without_or_with_a_wrong_token_is_401(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let mut failures = Vec::new();
     let mut reference: Option<RawResponse> = None;
@@ -730,7 +730,7 @@ fn ah_26_every_route_without_or_with_a_wrong_token_is_401(rt: Rt) {
     assert_eq!(server.root_files(), vec![format!("staging/{PROBE_KEY}")]);
 }
 
-fn ah_22_23_anonymous_server_allows_everything(rt: Rt) {
+fn ah_22_23_anonymous_server_allows_everything(rt: Runtime) {
     let server = server_with(
         rt,
         Options {
@@ -780,7 +780,7 @@ fn ah_22_23_anonymous_server_allows_everything(rt: Rt) {
     );
 }
 
-fn ah_24_probes_need_no_token_and_reveal_nothing(rt: Rt) {
+fn ah_24_probes_need_no_token_and_reveal_nothing(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let secret_bits = [
         TOKEN.to_owned(),
@@ -817,7 +817,7 @@ fn ah_24_probes_need_no_token_and_reveal_nothing(rt: Rt) {
     }
 }
 
-fn ah_25_no_token_is_refused_before_the_key_or_the_body(rt: Rt) {
+fn ah_25_no_token_is_refused_before_the_key_or_the_body(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let before = server.outside_snapshot();
     // A malicious key without a token: 401, not the 400 a token holder would get.
@@ -881,7 +881,7 @@ fn ah_25_no_token_is_refused_before_the_key_or_the_body(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // AH-28 and rotation
 
-fn ah_28_wrong_tokens_of_every_length_are_401(rt: Rt) {
+fn ah_28_wrong_tokens_of_every_length_are_401(rt: Runtime) {
     let server = server_with(rt, Options::default());
     let n = TOKEN.len();
     let same_length: String = TOKEN.chars().rev().collect();
@@ -915,7 +915,7 @@ fn ah_28_wrong_tokens_of_every_length_are_401(rt: Rt) {
     run(&server, &rows);
 }
 
-fn rotation_accepts_the_current_and_the_previous_token_only(rt: Rt) {
+fn rotation_accepts_the_current_and_the_previous_token_only(rt: Runtime) {
     let server = server_with(
         rt,
         Options {
@@ -990,7 +990,7 @@ fn rotation_accepts_the_current_and_the_previous_token_only(rt: Rt) {
     );
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     ah_01_02_missing_is_401_and_the_right_token_is_allowed,
     ah_03_scheme_is_case_insensitive,
     ah_04_05_one_or_more_spaces_but_not_a_tab,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    CLIENT_TIMEOUT, Options, RawResponse, Rt, TOKEN, TestServer, read_response, sha256_hex,
+    CLIENT_TIMEOUT, Options, RawResponse, Runtime, TOKEN, TestServer, read_response, sha256_hex,
 };
 use nodegate::logs::Stream;
 
@@ -265,7 +265,7 @@ fn wait_head_size(server: &TestServer, url: &str, want: u64) -> RawResponse {
 // ---------------------------------------------------------------------------------------------
 // §7.1 LocalAI's file_transfer_server_test.go
 
-fn t7_1_1_put_then_get_round_trips_the_bytes(rt: Rt) {
+fn t7_1_1_put_then_get_round_trips_the_bytes(rt: Runtime) {
     let server = TestServer::start(rt);
     let content = b"hello distributed world";
     let put = server.put("/v1/files/myfile.txt", content);
@@ -289,7 +289,7 @@ fn t7_1_1_put_then_get_round_trips_the_bytes(rt: Rt) {
     );
 }
 
-fn t7_1_2_body_over_the_limit_is_413_and_leaves_nothing(rt: Rt) {
+fn t7_1_2_body_over_the_limit_is_413_and_leaves_nothing(rt: Runtime) {
     let server = TestServer::with(
         rt,
         Options {
@@ -326,7 +326,7 @@ fn t7_1_2_body_over_the_limit_is_413_and_leaves_nothing(rt: Rt) {
     );
 }
 
-fn t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs(rt: Rt) {
+fn t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs(rt: Runtime) {
     let server = TestServer::start(rt);
     let before = server.outside_snapshot();
     // `staging/../../etc/passwd`-style keys never resolve.
@@ -384,7 +384,7 @@ fn t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs(rt: Rt) {
     );
 }
 
-fn t7_1_4_keys_route_to_their_root(rt: Rt) {
+fn t7_1_4_keys_route_to_their_root(rt: Runtime) {
     let server = TestServer::start(rt);
     let cases = [
         ("models/foo", server.roots.models.join("foo")),
@@ -418,7 +418,7 @@ fn t7_1_4_keys_route_to_their_root(rt: Rt) {
     }
 }
 
-fn t7_1_5_bearer_gate_on_get(rt: Rt) {
+fn t7_1_5_bearer_gate_on_get(rt: Runtime) {
     let server = TestServer::start(rt);
     std::fs::write(server.roots.staging.join("f.txt"), b"content").unwrap();
     let missing = server.request("GET", "/v1/files/f.txt", false, &[], b"");
@@ -438,7 +438,7 @@ fn t7_1_5_bearer_gate_on_get(rt: Rt) {
     assert_eq!(right.body, b"content");
 }
 
-fn t7_1_6_head_probe(rt: Rt) {
+fn t7_1_6_head_probe(rt: Runtime) {
     let server = TestServer::start(rt);
     // Missing.
     assert_eq!(server.head("/v1/files/nothing.bin").status, 404);
@@ -507,7 +507,7 @@ fn t7_1_6_head_probe(rt: Rt) {
     assert_eq!(server.head("/v1/files/../escape.txt").status, 400);
 }
 
-fn t7_1_7_sidecar_is_written_next_to_the_file(rt: Rt) {
+fn t7_1_7_sidecar_is_written_next_to_the_file(rt: Runtime) {
     let server = TestServer::start(rt);
     local_path_of(&server.put("/v1/files/sidecar.txt", b"sidecar content"));
     let sidecar = server.roots.staging.join("sidecar.txt.sha256");
@@ -539,7 +539,7 @@ fn t7_1_7_sidecar_is_written_next_to_the_file(rt: Rt) {
     assert_eq!(read_string(&sidecar), sha256_hex(b"sidecar content"));
 }
 
-fn t7_1_9_resumable_upload_state_machine(rt: Rt) {
+fn t7_1_9_resumable_upload_state_machine(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(200, 1);
     let hash = sha256_hex(&data);
@@ -680,7 +680,7 @@ fn t7_1_9_resumable_upload_state_machine(rt: Rt) {
     assert_eq!(head.header("X-Content-SHA256"), Some(hash4.as_str()));
 }
 
-fn t7_1_11_anonymous_and_protected_servers_and_public_healthz(rt: Rt) {
+fn t7_1_11_anonymous_and_protected_servers_and_public_healthz(rt: Runtime) {
     let anonymous = TestServer::anonymous(rt);
     assert_error(
         &anonymous.request("GET", "/v1/files/missing.txt", false, &[], b""),
@@ -701,7 +701,7 @@ fn t7_1_11_anonymous_and_protected_servers_and_public_healthz(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // §3.2 the request shapes of LocalAI's client (replacing §7.1 items 8 and 10)
 
-fn t3_2_first_upload_uses_the_range_path_then_the_probe_skips(rt: Rt) {
+fn t3_2_first_upload_uses_the_range_path_then_the_probe_skips(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = bytes(1000, 5);
     // HEAD probe 404 → resume HEAD 404 → PUT `bytes 0-999/1000` with the hash → 200.
@@ -754,7 +754,7 @@ fn t3_2_first_upload_uses_the_range_path_then_the_probe_skips(rt: Rt) {
     );
 }
 
-fn t3_2_resume_from_a_partial_left_by_an_earlier_run(rt: Rt) {
+fn t3_2_resume_from_a_partial_left_by_an_earlier_run(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = bytes(500, 7);
     let hash = sha256_hex(&local);
@@ -801,7 +801,7 @@ fn t3_2_resume_from_a_partial_left_by_an_earlier_run(rt: Rt) {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-fn t3_2_resume_after_a_connection_died_mid_upload(rt: Rt) {
+fn t3_2_resume_after_a_connection_died_mid_upload(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = bytes(4096, 8);
     let hash = sha256_hex(&local);
@@ -842,7 +842,7 @@ fn t3_2_resume_after_a_connection_died_mid_upload(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // §7.2 readiness
 
-fn t7_2_failing_probe_is_503_and_healthz_stays_200(rt: Rt) {
+fn t7_2_failing_probe_is_503_and_healthz_stays_200(rt: Runtime) {
     let server = TestServer::with(
         rt,
         Options {
@@ -868,7 +868,7 @@ fn t7_2_failing_probe_is_503_and_healthz_stays_200(rt: Rt) {
     );
 }
 
-fn t7_2_no_probe_is_ready_and_a_probe_tracks_the_link(rt: Rt) {
+fn t7_2_no_probe_is_ready_and_a_probe_tracks_the_link(rt: Runtime) {
     let plain = TestServer::start(rt);
     let ready = plain.request("GET", "/readyz", false, &[], b"");
     assert_eq!(ready.status, 200);
@@ -912,7 +912,7 @@ fn t7_2_no_probe_is_ready_and_a_probe_tracks_the_link(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // §7.10 cases derived from LocalAI's code
 
-fn t7_10_auth_precedes_method(rt: Rt) {
+fn t7_10_auth_precedes_method(rt: Runtime) {
     let server = TestServer::start(rt);
     for (method, target) in [
         ("DELETE", "/v1/files/x"),
@@ -931,7 +931,7 @@ fn t7_10_auth_precedes_method(rt: Rt) {
     }
 }
 
-fn t7_10_post_temp_allocates_an_output_file_and_other_posts_are_404(rt: Rt) {
+fn t7_10_post_temp_allocates_an_output_file_and_other_posts_are_404(rt: Runtime) {
     let server = TestServer::start(rt);
     assert_error(
         &server.request("POST", "/v1/files/other", true, &[], b""),
@@ -974,7 +974,7 @@ fn t7_10_post_temp_allocates_an_output_file_and_other_posts_are_404(rt: Rt) {
     );
 }
 
-fn t7_10_redirects_and_non_canonical_paths(rt: Rt) {
+fn t7_10_redirects_and_non_canonical_paths(rt: Runtime) {
     let server = TestServer::start(rt);
     for (path, location) in [
         ("/v1/files", "/v1/files/"),
@@ -1024,7 +1024,7 @@ fn t7_10_redirects_and_non_canonical_paths(rt: Rt) {
     );
 }
 
-fn t7_10_over_limit_is_413_full_upload_leaves_nothing_range_keeps_partial(rt: Rt) {
+fn t7_10_over_limit_is_413_full_upload_leaves_nothing_range_keeps_partial(rt: Runtime) {
     let server = TestServer::with(
         rt,
         Options {
@@ -1092,7 +1092,7 @@ fn t7_10_over_limit_is_413_full_upload_leaves_nothing_range_keeps_partial(rt: Rt
     );
 }
 
-fn t7_10_full_upload_with_wrong_hash_is_400_and_writes_nothing(rt: Rt) {
+fn t7_10_full_upload_with_wrong_hash_is_400_and_writes_nothing(rt: Runtime) {
     let server = TestServer::start(rt);
     let wrong = sha256_hex(b"not the body");
     let put = put_full(&server, "bad.bin", &wrong, b"the body");
@@ -1116,7 +1116,7 @@ fn t7_10_full_upload_with_wrong_hash_is_400_and_writes_nothing(rt: Rt) {
     );
 }
 
-fn t7_10_malformed_content_range_is_400_with_localai_texts(rt: Rt) {
+fn t7_10_malformed_content_range_is_400_with_localai_texts(rt: Runtime) {
     let server = TestServer::start(rt);
     let cases = [
         ("bytes */200", "invalid Content-Range: missing - separator"),
@@ -1141,7 +1141,7 @@ fn t7_10_malformed_content_range_is_400_with_localai_texts(rt: Rt) {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-fn t7_10_files_list_shapes(rt: Rt) {
+fn t7_10_files_list_shapes(rt: Runtime) {
     let server = TestServer::start(rt);
     // Empty directory: {"files":null}.
     let empty = server.get("/v1/files-list/data/");
@@ -1165,7 +1165,7 @@ fn t7_10_files_list_shapes(rt: Rt) {
     assert_error(&server.get("/v1/files-list/"), 400, "key is required");
 }
 
-fn t7_10_get_and_head_on_a_directory_are_400(rt: Rt) {
+fn t7_10_get_and_head_on_a_directory_are_400(rt: Runtime) {
     let server = TestServer::start(rt);
     std::fs::create_dir_all(server.roots.staging.join("dir/inner")).unwrap();
     assert_error(&server.get("/v1/files/dir"), 400, "is a directory");
@@ -1180,7 +1180,7 @@ fn t7_10_get_and_head_on_a_directory_are_400(rt: Rt) {
     assert_no_temp_files(&server);
 }
 
-fn t7_10_probe_methods(rt: Rt) {
+fn t7_10_probe_methods(rt: Runtime) {
     let server = TestServer::start(rt);
     assert_error(
         &server.request("POST", "/readyz", false, &[], b""),
@@ -1200,7 +1200,7 @@ fn t7_10_probe_methods(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // D3, D5, D6, D9
 
-fn d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar(rt: Rt) {
+fn d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar(rt: Runtime) {
     let server = TestServer::with(
         rt,
         Options {
@@ -1270,7 +1270,7 @@ fn d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar(rt: Rt) {
     check("client disconnect");
 }
 
-fn d5_get_supports_one_range_and_always_sends_content_length(rt: Rt) {
+fn d5_get_supports_one_range_and_always_sends_content_length(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(3 << 20, 12);
     local_path_of(&server.put("/v1/files/big.bin", &data));
@@ -1341,7 +1341,7 @@ fn d5_get_supports_one_range_and_always_sends_content_length(rt: Rt) {
     assert_eq!(ranged.header("Content-Range"), Some("bytes */0"));
 }
 
-fn d6_an_untrustworthy_sidecar_is_rehashed(rt: Rt) {
+fn d6_an_untrustworthy_sidecar_is_rehashed(rt: Runtime) {
     let server = TestServer::start(rt);
     let content = b"trust but verify";
     let good = sha256_hex(content);
@@ -1394,7 +1394,7 @@ fn d6_an_untrustworthy_sidecar_is_rehashed(rt: Rt) {
     );
 }
 
-fn d9_range_put_over_an_identical_complete_file_is_200(rt: Rt) {
+fn d9_range_put_over_an_identical_complete_file_is_200(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(300, 13);
     let hash = sha256_hex(&data);
@@ -1432,7 +1432,7 @@ fn d9_range_put_over_an_identical_complete_file_is_200(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // security.md §4.7 CR-01…CR-19
 
-fn cr_01_to_03_single_and_two_chunk_uploads(rt: Rt) {
+fn cr_01_to_03_single_and_two_chunk_uploads(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(100, 14);
     let hash = sha256_hex(&data);
@@ -1483,7 +1483,7 @@ fn cr_01_to_03_single_and_two_chunk_uploads(rt: Rt) {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-fn cr_04_skip_ahead_is_416_with_content_range_and_size(rt: Rt) {
+fn cr_04_skip_ahead_is_416_with_content_range_and_size(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(100, 15);
     let hash = sha256_hex(&data);
@@ -1532,7 +1532,7 @@ fn cr_04_skip_ahead_is_416_with_content_range_and_size(rt: Rt) {
     assert_eq!(fresh.header("X-File-Size"), Some("0"));
 }
 
-fn cr_05_to_11_malformed_ranges_are_400_and_write_nothing(rt: Rt) {
+fn cr_05_to_11_malformed_ranges_are_400_and_write_nothing(rt: Runtime) {
     let server = TestServer::start(rt);
     let hash = sha256_hex(b"x");
     let cases = [
@@ -1572,7 +1572,7 @@ fn cr_05_to_11_malformed_ranges_are_400_and_write_nothing(rt: Rt) {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-fn cr_12_content_length_must_equal_the_span(rt: Rt) {
+fn cr_12_content_length_must_equal_the_span(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(100, 16);
     let hash = sha256_hex(&data);
@@ -1594,7 +1594,7 @@ fn cr_12_content_length_must_equal_the_span(rt: Rt) {
     assert!(!server.roots.staging.join("span.bin.sha256.target").exists());
 }
 
-fn cr_13_hash_change_between_chunks_is_409_and_discards_the_partial(rt: Rt) {
+fn cr_13_hash_change_between_chunks_is_409_and_discards_the_partial(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(100, 17);
     let hash = sha256_hex(&data);
@@ -1642,7 +1642,7 @@ fn cr_13_hash_change_between_chunks_is_409_and_discards_the_partial(rt: Rt) {
     ));
 }
 
-fn cr_14_hash_header_must_be_64_hex_and_cr_15_upper_case_is_fine(rt: Rt) {
+fn cr_14_hash_header_must_be_64_hex_and_cr_15_upper_case_is_fine(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = b"0123456789";
     let hash = sha256_hex(data);
@@ -1668,7 +1668,7 @@ fn cr_14_hash_header_must_be_64_hex_and_cr_15_upper_case_is_fine(rt: Rt) {
     );
 }
 
-fn cr_16_restart_from_zero_with_a_new_hash_replaces_the_file_once_verified(rt: Rt) {
+fn cr_16_restart_from_zero_with_a_new_hash_replaces_the_file_once_verified(rt: Runtime) {
     let server = TestServer::start(rt);
     let old = bytes(100, 18);
     local_path_of(&server.put("/v1/files/swap.bin", &old));
@@ -1701,7 +1701,7 @@ fn cr_16_restart_from_zero_with_a_new_hash_replaces_the_file_once_verified(rt: R
     );
 }
 
-fn cr_17_restart_from_zero_over_a_same_hash_partial_is_416_at_its_size(rt: Rt) {
+fn cr_17_restart_from_zero_over_a_same_hash_partial_is_416_at_its_size(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(100, 20);
     let hash = sha256_hex(&data);
@@ -1739,7 +1739,7 @@ fn cr_17_restart_from_zero_over_a_same_hash_partial_is_416_at_its_size(rt: Rt) {
     );
 }
 
-fn cr_18_range_put_onto_a_directory_is_400(rt: Rt) {
+fn cr_18_range_put_onto_a_directory_is_400(rt: Runtime) {
     let server = TestServer::start(rt);
     std::fs::create_dir_all(server.roots.data.join("d/sub")).unwrap();
     let put = put_range(
@@ -1754,7 +1754,7 @@ fn cr_18_range_put_onto_a_directory_is_400(rt: Rt) {
     assert!(hidden_entries(&server.roots.data).is_empty());
 }
 
-fn cr_19_range_put_of_an_identical_complete_file_is_200_per_d9(rt: Rt) {
+fn cr_19_range_put_of_an_identical_complete_file_is_200_per_d9(rt: Runtime) {
     let server = TestServer::start(rt);
     let data = bytes(64, 22);
     let hash = sha256_hex(&data);
@@ -1791,7 +1791,7 @@ fn cr_19_range_put_of_an_identical_complete_file_is_200_per_d9(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // files-list
 
-fn files_list_orders_names_bytewise_depth_first_and_includes_sidecars(rt: Rt) {
+fn files_list_orders_names_bytewise_depth_first_and_includes_sidecars(rt: Runtime) {
     let server = TestServer::start(rt);
     let base = server.roots.models.join("m");
     std::fs::create_dir_all(base.join("b")).unwrap();
@@ -1856,7 +1856,7 @@ fn files_list_orders_names_bytewise_depth_first_and_includes_sidecars(rt: Rt) {
 // ---------------------------------------------------------------------------------------------
 // backend logs
 
-fn backend_logs_rest_routes(rt: Rt) {
+fn backend_logs_rest_routes(rt: Runtime) {
     let server = TestServer::start(rt);
     assert_eq!(server.get("/v1/backend-logs").json(), serde_json::json!([]));
     server.logs.push("m#0", Stream::Stdout, "hello");
@@ -2006,7 +2006,7 @@ fn read_text_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
     panic!("no text frame")
 }
 
-fn backend_logs_websocket_initial_frame_then_live_lines(rt: Rt) {
+fn backend_logs_websocket_initial_frame_then_live_lines(rt: Runtime) {
     let server = TestServer::start(rt);
     server.logs.push("m#0", Stream::Stdout, "hello");
     let (mut stream, handshake, mut buf) = ws_connect(&server, "m", None);
@@ -2053,7 +2053,7 @@ fn backend_logs_websocket_initial_frame_then_live_lines(rt: Rt) {
     assert!(line["line"]["timestamp"].is_string());
 }
 
-fn backend_logs_websocket_of_an_unknown_model_starts_empty(rt: Rt) {
+fn backend_logs_websocket_of_an_unknown_model_starts_empty(rt: Runtime) {
     let server = TestServer::start(rt);
     let (mut stream, handshake, mut buf) =
         ws_connect(&server, "ghost", Some(&format!("http://{}", server.addr)));
@@ -2068,7 +2068,7 @@ fn backend_logs_websocket_of_an_unknown_model_starts_empty(rt: Rt) {
     assert_eq!(line["line"]["text"], "boo");
 }
 
-fn ah_27_websocket_from_a_foreign_origin_is_403(rt: Rt) {
+fn ah_27_websocket_from_a_foreign_origin_is_403(rt: Runtime) {
     let server = TestServer::start(rt);
     server.logs.push("m#0", Stream::Stdout, "secret log line");
     for origin in [
@@ -2097,7 +2097,7 @@ fn ah_27_websocket_from_a_foreign_origin_is_403(rt: Rt) {
     assert_error(&answer, 401, "unauthorized");
 }
 
-fn d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths(rt: Rt) {
+fn d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths(rt: Runtime) {
     let server = TestServer::start(rt);
     local_path_of(&server.put("/v1/files/file.bin", b"f"));
     let fifo = server.roots.staging.join("fifo");
@@ -2162,7 +2162,7 @@ fn d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths(rt: Rt) {
     assert_no_temp_files(&server);
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     t7_1_1_put_then_get_round_trips_the_bytes,
     t7_1_2_body_over_the_limit_is_413_and_leaves_nothing,
     t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs,

@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Options, Rt, TOKEN, TestServer};
+use common::{Options, Runtime, TOKEN, TestServer};
 
 /// How many times each early answer is tried: a reset is a race, so one lucky run proves little.
 const ATTEMPTS: usize = 10;
@@ -64,7 +64,7 @@ fn put_head(server: &TestServer, token: &str, length: u64) -> String {
 /// "Early answers are heard": a 401 sent before the body was read reaches a client that is
 /// still sending (it used to be lost to a connection reset: LocalAI's client then retried for
 /// up to an hour).
-fn early_401_reaches_a_client_still_sending_its_body(rt: Rt) {
+fn early_401_reaches_a_client_still_sending_its_body(rt: Runtime) {
     let server = TestServer::start(rt);
     for attempt in 0..ATTEMPTS {
         let head = put_head(&server, "wrong-token", 64 << 20);
@@ -78,7 +78,7 @@ fn early_401_reaches_a_client_still_sending_its_body(rt: Rt) {
 }
 
 /// The same for a 413 decided from `Content-Length` before anything is read.
-fn early_413_reaches_a_client_still_sending_its_body(rt: Rt) {
+fn early_413_reaches_a_client_still_sending_its_body(rt: Runtime) {
     let server = TestServer::with(
         rt,
         Options {
@@ -98,7 +98,7 @@ fn early_413_reaches_a_client_still_sending_its_body(rt: Rt) {
 }
 
 /// An early answer says `Connection: close`, so the client does not reuse the connection.
-fn early_answers_say_connection_close(rt: Rt) {
+fn early_answers_say_connection_close(rt: Runtime) {
     let server = TestServer::start(rt);
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
@@ -205,7 +205,7 @@ fn a_401_flood_is_logged_once_then_summarised() {
     );
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     early_401_reaches_a_client_still_sending_its_body,
     early_413_reaches_a_client_still_sending_its_body,
     early_answers_say_connection_close,

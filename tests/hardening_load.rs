@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use ::tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use common::{
-    Options, Rt, TOKEN, TestServer, WorkerProcess, free_port, wait_healthy, worker_command,
+    Options, Runtime, TOKEN, TestServer, WorkerProcess, free_port, wait_healthy, worker_command,
 };
 use nodegate::tokio_adapter::Limits;
 
 /// A token holder trickling one byte every 200 ms never pauses long enough for the idle
 /// timeout; under a minimum of 1,000 bytes/s over 2 s it is answered 408 once the first window
 /// ends, and nothing is published.
-fn a_trickling_upload_is_cut_off_by_the_minimum_rate(rt: Rt) {
+fn a_trickling_upload_is_cut_off_by_the_minimum_rate(rt: Runtime) {
     let server = TestServer::with(
         rt,
         Options {
@@ -160,4 +160,4 @@ fn peak_rss_stays_under_64_mib_at_200_concurrent_downloads() {
     );
 }
 
-common::per_runtime!(a_trickling_upload_is_cut_off_by_the_minimum_rate,);
+common::per_runtime_tests!(a_trickling_upload_is_cut_off_by_the_minimum_rate,);

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Rt, TOKEN, TestServer, WorkerProcess, free_port, read_response, worker_binary};
+use common::{Runtime, TOKEN, TestServer, WorkerProcess, free_port, read_response, worker_binary};
 use nodegate::auth::AuthPolicy;
 use nodegate::keys::Roots;
 use nodegate::request::ServerPolicy;
@@ -74,7 +74,7 @@ fn start_upload(addr: SocketAddr, key: &str, total: usize, first: &[u8]) -> TcpS
 /// body streams: the publish is refused, and the temp file — now in the renamed directory —
 /// is removed through the handle on its directory. It used to stay (removal by path was refused
 /// as an escape): 5,530 temp files in 30 s of this attack.
-fn a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file(rt: Rt) {
+fn a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file(rt: Runtime) {
     let server = TestServer::start(rt);
     let models = server.roots.models.clone();
     let outside = server.tmp.path().join("outside");
@@ -110,7 +110,7 @@ fn a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file(rt: Rt) {
 }
 
 /// A client that goes away mid-body: the temp file is removed, not left for the next restart.
-fn a_client_that_disconnects_mid_upload_leaves_no_temp_file(rt: Rt) {
+fn a_client_that_disconnects_mid_upload_leaves_no_temp_file(rt: Runtime) {
     let server = TestServer::start(rt);
     let models = server.roots.models.clone();
     for attempt in 0..5 {
@@ -135,7 +135,7 @@ fn a_client_that_disconnects_mid_upload_leaves_no_temp_file(rt: Rt) {
 }
 
 /// The server over `roots` on `rt`: the error message, if it refuses.
-fn start_error(rt: Rt, roots: Roots) -> Option<String> {
+fn start_error(rt: Runtime, roots: Roots) -> Option<String> {
     let config = ServerConfig {
         policy: ServerPolicy {
             auth: AuthPolicy::from_tokens(None, None),
@@ -152,7 +152,7 @@ fn start_error(rt: Rt, roots: Roots) -> Option<String> {
 /// `LOCALAI_MODELS_PATH=/` used to walk (and delete temp files across) the whole filesystem for
 /// seconds before binding, and created `/staging` and `/data`. It is refused before anything is
 /// created.
-fn a_root_at_the_filesystem_root_is_refused_naming_the_variable(rt: Rt) {
+fn a_root_at_the_filesystem_root_is_refused_naming_the_variable(rt: Runtime) {
     let staging_existed = Path::new("/staging").exists();
     let data_existed = Path::new("/data").exists();
     let error = start_error(
@@ -175,7 +175,7 @@ fn a_root_at_the_filesystem_root_is_refused_naming_the_variable(rt: Rt) {
 }
 
 /// Nested roots — lexically, or through a symbolic link — are refused.
-fn nested_roots_are_refused_naming_the_variable(rt: Rt) {
+fn nested_roots_are_refused_naming_the_variable(rt: Runtime) {
     let tmp = tempfile::tempdir().expect("tmp");
     let base = tmp.path();
     let error = start_error(
@@ -244,7 +244,7 @@ fn a_read_only_root_stops_the_worker_at_start() {
     );
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     a_root_at_the_filesystem_root_is_refused_naming_the_variable,
     nested_roots_are_refused_naming_the_variable,
     a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file,

@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::{Rt, TestServer, sha256_hex};
+use common::{Runtime, TestServer, sha256_hex};
 
 const KEY: &str = "/v1/files/models/m/w.bin";
 
 /// D18: without `X-Content-SHA256`, `bytes 0-4/10` (308) then `bytes 5-11/12` used to answer 200
 /// and publish `AAAAABBBBBBB`, a mix of two files. The declared total belongs to the partial:
 /// the second chunk is a conflict and nothing is published.
-fn d18_a_changed_total_mid_resume_is_409_and_publishes_nothing(rt: Rt) {
+fn d18_a_changed_total_mid_resume_is_409_and_publishes_nothing(rt: Runtime) {
     let server = TestServer::start(rt);
     let first = server.request(
         "PUT",
@@ -60,7 +60,7 @@ fn d18_a_changed_total_mid_resume_is_409_and_publishes_nothing(rt: Rt) {
 }
 
 /// D18: the same total resumes as before, and the total sidecar goes with the partial.
-fn d18_the_same_total_resumes_and_leaves_no_sidecar(rt: Rt) {
+fn d18_the_same_total_resumes_and_leaves_no_sidecar(rt: Runtime) {
     let server = TestServer::start(rt);
     let first = server.request(
         "PUT",
@@ -92,7 +92,7 @@ fn d18_the_same_total_resumes_and_leaves_no_sidecar(rt: Rt) {
 /// D19: while a new upload is in progress over a complete copy, HEAD's `Content-Length` and
 /// `X-Content-SHA256` describe what GET serves; `X-File-Size` and `X-Target-SHA256` the partial.
 /// (HEAD used to answer the partial's size as `Content-Length` while GET served the old file.)
-fn d19_head_agrees_with_get_while_a_new_upload_is_in_progress(rt: Rt) {
+fn d19_head_agrees_with_get_while_a_new_upload_is_in_progress(rt: Runtime) {
     let server = TestServer::start(rt);
     let old = b"the complete old copy";
     assert_eq!(server.put(KEY, old).status, 200);
@@ -149,7 +149,7 @@ fn d19_head_agrees_with_get_while_a_new_upload_is_in_progress(rt: Rt) {
 
 /// D19, the documented exception: a partial without a complete copy is found by HEAD (200, for
 /// resume discovery) while GET answers 404, since nothing complete can be served.
-fn d19_a_partial_alone_is_200_to_head_and_404_to_get(rt: Rt) {
+fn d19_a_partial_alone_is_200_to_head_and_404_to_get(rt: Runtime) {
     let server = TestServer::start(rt);
     let new = b"0123456789";
     let chunk = server.request(
@@ -170,7 +170,7 @@ fn d19_a_partial_alone_is_200_to_head_and_404_to_get(rt: Rt) {
     assert_eq!(server.get(KEY).status, 404);
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     d18_a_changed_total_mid_resume_is_409_and_publishes_nothing,
     d18_the_same_total_resumes_and_leaves_no_sidecar,
     d19_head_agrees_with_get_while_a_new_upload_is_in_progress,

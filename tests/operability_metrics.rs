@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Options, Rt, TOKEN, TestServer};
+use common::{Options, Runtime, TOKEN, TestServer};
 use nodegate::request::MetricsAccess;
 use nodegate::tokio_adapter::Limits;
 
@@ -177,7 +177,7 @@ fn requests(route: &str, method: &str, status: &str) -> String {
     format!("nodegate_requests_total{{method={method:?},route={route:?},status={status:?}}}")
 }
 
-fn metrics_needs_the_token_by_default(rt: Rt) {
+fn metrics_needs_the_token_by_default(rt: Runtime) {
     let server = TestServer::start(rt);
     assert_eq!(
         server.request("GET", "/metrics", false, &[], b"").status,
@@ -204,7 +204,7 @@ fn metrics_needs_the_token_by_default(rt: Rt) {
     assert!(value(&series, "nodegate_refusals_total{reason=\"unauthorized\"}") >= 2.0);
 }
 
-fn metrics_can_be_made_public(rt: Rt) {
+fn metrics_can_be_made_public(rt: Runtime) {
     let server = TestServer::with(
         rt,
         Options {
@@ -227,7 +227,7 @@ fn metrics_can_be_made_public(rt: Rt) {
     );
 }
 
-fn counters_move_with_requests_and_no_key_becomes_a_label(rt: Rt) {
+fn counters_move_with_requests_and_no_key_becomes_a_label(rt: Runtime) {
     let server = TestServer::start(rt);
     let before = scrape(&server);
     let body = b"twelve bytes";
@@ -272,7 +272,7 @@ fn counters_move_with_requests_and_no_key_becomes_a_label(rt: Rt) {
     assert!(value(&after, "nodegate_open_connections") >= 1.0);
 }
 
-fn upload_gauges_reflect_a_partial_upload(rt: Rt) {
+fn upload_gauges_reflect_a_partial_upload(rt: Runtime) {
     let server = TestServer::start(rt);
     let chunk = |range: &str, bytes: &[u8]| {
         server
@@ -347,7 +347,7 @@ fn the_parser_is_strict() {
     assert_eq!(parse(good).expect("valid").len(), 1);
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     metrics_needs_the_token_by_default,
     metrics_can_be_made_public,
     counters_move_with_requests_and_no_key_becomes_a_label,

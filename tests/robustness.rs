@@ -13,11 +13,16 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Options, RawResponse, Rt, TOKEN, TestServer, read_response, sha256_hex};
+use common::{Options, RawResponse, Runtime, TOKEN, TestServer, read_response, sha256_hex};
 use nodegate::tokio_adapter::Limits;
 
 /// A server with short header and body timeouts and a small connection cap.
-fn server_with(rt: Rt, header: Duration, idle: Duration, max_upload: Option<u64>) -> TestServer {
+fn server_with(
+    rt: Runtime,
+    header: Duration,
+    idle: Duration,
+    max_upload: Option<u64>,
+) -> TestServer {
     TestServer::with(
         rt,
         Options {
@@ -36,7 +41,7 @@ fn server_with(rt: Rt, header: Duration, idle: Duration, max_upload: Option<u64>
 /// The upload limit of the size tests (HR-M*).
 const LIMIT: u64 = 1024;
 
-fn limited(rt: Rt) -> TestServer {
+fn limited(rt: Runtime) -> TestServer {
     server_with(
         rt,
         Duration::from_secs(5),
@@ -137,7 +142,7 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 
 /// HR-S01: a request head trickled one byte per 200 ms is cut off by the 1 s header timeout;
 /// a fresh request is still served.
-fn hr_s01_slow_header_is_closed_by_header_timeout(rt: Rt) {
+fn hr_s01_slow_header_is_closed_by_header_timeout(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(1), Duration::from_secs(5), None);
     let mut stream = connect(&server, Duration::from_millis(200));
     let start = Instant::now();
@@ -187,7 +192,7 @@ fn hr_s01_slow_header_is_closed_by_header_timeout(rt: Rt) {
 /// HR-S02 (scaled): 50 connections that each sent a request line and one header byte. Under
 /// the cap of 64 a fresh request is served meanwhile; all 50 are closed by the 1 s header
 /// timeout; the server still answers afterwards.
-fn hr_s02_many_slow_connections_are_all_closed(rt: Rt) {
+fn hr_s02_many_slow_connections_are_all_closed(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(1), Duration::from_secs(5), None);
     let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
@@ -215,7 +220,7 @@ fn hr_s02_many_slow_connections_are_all_closed(rt: Rt) {
 
 /// HR-S03: a PUT that declares 10^9 bytes and stalls after a few is answered 408 after the
 /// 1 s body idle timeout and closed; no final file, no temp file, no sidecar.
-fn hr_s03_stalled_body_times_out_and_leaves_nothing(rt: Rt) {
+fn hr_s03_stalled_body_times_out_and_leaves_nothing(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(5), Duration::from_secs(1), None);
     let mut stream = connect(&server, Duration::from_secs(15));
     let mut request = head(
@@ -241,7 +246,7 @@ fn hr_s03_stalled_body_times_out_and_leaves_nothing(rt: Rt) {
 
 /// HR-S04: one byte every 300 ms for 3 s with a 1 s idle timeout succeeds: the timeout is
 /// idle, not total.
-fn hr_s04_trickled_body_is_idle_not_total(rt: Rt) {
+fn hr_s04_trickled_body_is_idle_not_total(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(5), Duration::from_secs(1), None);
     let body = b"0123456789";
     let mut stream = connect(&server, Duration::from_secs(15));
@@ -270,7 +275,7 @@ fn hr_s04_trickled_body_is_idle_not_total(rt: Rt) {
 
 /// HR-M01: a `Content-Length` over the limit is 413 from the head alone (no body byte sent),
 /// and nothing is created.
-fn hr_m01_content_length_over_limit_is_413_before_writing(rt: Rt) {
+fn hr_m01_content_length_over_limit_is_413_before_writing(rt: Runtime) {
     let server = limited(rt);
     for length in [LIMIT + 1, 1 << 40] {
         let mut stream = connect(&server, Duration::from_secs(10));
@@ -291,7 +296,7 @@ fn hr_m01_content_length_over_limit_is_413_before_writing(rt: Rt) {
 
 /// HR-M02: with `Expect: 100-continue` the 413 is the first and only answer: no
 /// `100 Continue` invites the body first.
-fn hr_m02_expect_continue_over_limit_gets_413_not_100(rt: Rt) {
+fn hr_m02_expect_continue_over_limit_gets_413_not_100(rt: Runtime) {
     let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     let line = format!("Content-Length: {}", LIMIT + 1);
@@ -319,7 +324,7 @@ fn hr_m02_expect_continue_over_limit_gets_413_not_100(rt: Rt) {
 }
 
 /// HR-M03: a chunked body that crosses the limit is cut with 413 and its temp file removed.
-fn hr_m03_chunked_body_crossing_limit_is_413_and_temp_removed(rt: Rt) {
+fn hr_m03_chunked_body_crossing_limit_is_413_and_temp_removed(rt: Runtime) {
     let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     stream
@@ -345,7 +350,7 @@ fn hr_m03_chunked_body_crossing_limit_is_413_and_temp_removed(rt: Rt) {
 
 /// HR-M04: a `Content-Range` whose declared total is over the limit is 413 from the head
 /// alone; no partial and no target sidecar appear (D16).
-fn hr_m04_declared_total_over_limit_is_413_before_writing(rt: Rt) {
+fn hr_m04_declared_total_over_limit_is_413_before_writing(rt: Runtime) {
     let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     let range = format!("Content-Range: bytes 0-9/{}", LIMIT + 1);
@@ -365,7 +370,7 @@ fn hr_m04_declared_total_over_limit_is_413_before_writing(rt: Rt) {
 
 /// HR-M05: a resumable upload whose chunks declare a total over the limit is refused at its
 /// first chunk, body included; a chunk reaching past its own declared total is 400.
-fn hr_m05_range_chunks_over_limit_are_refused_at_first_chunk(rt: Rt) {
+fn hr_m05_range_chunks_over_limit_are_refused_at_first_chunk(rt: Runtime) {
     let server = limited(rt);
     let chunk = pattern(5, 100);
     let hash = sha256_hex(b"the 2000-byte file");
@@ -395,7 +400,7 @@ fn hr_m05_range_chunks_over_limit_are_refused_at_first_chunk(rt: Rt) {
 
 /// HR-M06: exactly the limit is accepted: as a full body with `Content-Length`, as a chunked
 /// body, and as a resumable upload in four chunks.
-fn hr_m06_exactly_the_limit_is_accepted(rt: Rt) {
+fn hr_m06_exactly_the_limit_is_accepted(rt: Runtime) {
     let server = limited(rt);
     let content = pattern(6, LIMIT as usize);
     let full = server.put("/v1/files/models/full.bin", &content);
@@ -461,7 +466,7 @@ fn put_with(server: &TestServer, key: &str, lines: &[&str], body: &[u8]) -> Vec<
 
 /// HR-R01, HR-R02, HR-R04: a signed, conflicting or listed `Content-Length` is 400 and
 /// nothing is written.
-fn hr_r01_r02_r04_malformed_content_length_is_400(rt: Rt) {
+fn hr_r01_r02_r04_malformed_content_length_is_400(rt: Runtime) {
     let server = limited(rt);
     for lines in [
         &["Content-Length: +5"][..],
@@ -480,7 +485,7 @@ fn hr_r01_r02_r04_malformed_content_length_is_400(rt: Rt) {
 }
 
 /// HR-R03: two identical `Content-Length` lines are accepted.
-fn hr_r03_repeated_equal_content_length_is_accepted(rt: Rt) {
+fn hr_r03_repeated_equal_content_length_is_accepted(rt: Runtime) {
     let server = limited(rt);
     let response = exchange(
         &server,
@@ -499,7 +504,7 @@ fn hr_r03_repeated_equal_content_length_is_accepted(rt: Rt) {
 /// HR-R05: `Transfer-Encoding: chunked` with `Content-Length` is read as chunked, and the
 /// connection is closed after the response (RFC 9112 §6.1) even though the client asked for
 /// keep-alive.
-fn hr_r05_chunked_wins_over_content_length_and_closes(rt: Rt) {
+fn hr_r05_chunked_wins_over_content_length_and_closes(rt: Runtime) {
     let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     let mut bytes = head(
@@ -521,7 +526,7 @@ fn hr_r05_chunked_wins_over_content_length_and_closes(rt: Rt) {
 
 /// HR-R06, HR-R07, HR-R10: any `Transfer-Encoding` other than one `chunked` is 400, and so is
 /// chunked on HTTP/1.0; nothing is written.
-fn hr_r06_r07_r10_unsupported_transfer_encodings_are_400(rt: Rt) {
+fn hr_r06_r07_r10_unsupported_transfer_encodings_are_400(rt: Runtime) {
     let server = limited(rt);
     let chunked_hello = b"5\r\nhello\r\n0\r\n\r\n";
     for lines in [
@@ -562,7 +567,7 @@ fn assert_4xx_or_closed(response: Option<&RawResponse>, what: &str) {
 }
 
 /// HR-R08: a chunk size that overflows 64 bits is an error, never a panic or a file.
-fn hr_r08_chunk_size_overflow_is_an_error_without_file(rt: Rt) {
+fn hr_r08_chunk_size_overflow_is_an_error_without_file(rt: Runtime) {
     let server = limited(rt);
     let mut bytes = put_with(
         &server,
@@ -579,7 +584,7 @@ fn hr_r08_chunk_size_overflow_is_an_error_without_file(rt: Rt) {
 
 /// HR-R09: a body cut short (client half-closes) never produces a final file, with
 /// `Content-Length` or chunked, including a final chunk missing its last digit.
-fn hr_r09_truncated_bodies_leave_no_file(rt: Rt) {
+fn hr_r09_truncated_bodies_leave_no_file(rt: Runtime) {
     let server = limited(rt);
     let cases: [(&str, &[&str], &[u8]); 3] = [
         ("short.bin", &["Content-Length: 100"], &[7u8; 50]),
@@ -605,7 +610,7 @@ fn hr_r09_truncated_bodies_leave_no_file(rt: Rt) {
 
 /// HR-R11: a 100 KiB header line and 1 000 header lines are refused (431/400 or a closed
 /// connection), and the server keeps serving.
-fn hr_r11_oversized_heads_are_refused(rt: Rt) {
+fn hr_r11_oversized_heads_are_refused(rt: Runtime) {
     let server = limited(rt);
     let long = format!("X-Long: {}", "a".repeat(100 * 1024));
     let many: Vec<String> = (0..1000).map(|i| format!("X-H{i}: v")).collect();
@@ -633,7 +638,7 @@ fn hr_r11_oversized_heads_are_refused(rt: Rt) {
 
 /// HR-R12: a request pipelined behind an upload refused for its size (body never read) is not
 /// processed: no second response and no side effect.
-fn hr_r12_request_pipelined_after_refused_body_is_not_processed(rt: Rt) {
+fn hr_r12_request_pipelined_after_refused_body_is_not_processed(rt: Runtime) {
     let server = limited(rt);
     let smuggled = head(
         &server,
@@ -672,7 +677,7 @@ fn hr_r12_request_pipelined_after_refused_body_is_not_processed(rt: Rt) {
 
 /// HR-R13: `GET` and `HEAD` with a body are handled without desync: a pipelined request that
 /// follows is either answered correctly or the connection is closed, never misparsed.
-fn hr_r13_get_and_head_with_body_never_desync(rt: Rt) {
+fn hr_r13_get_and_head_with_body_never_desync(rt: Runtime) {
     let server = limited(rt);
     assert_eq!(server.put("/v1/files/models/x.bin", b"0123").status, 200);
     for method in ["GET", "HEAD"] {
@@ -735,7 +740,7 @@ fn slow_put(
 /// HR-K01: 8 concurrent full PUTs of different contents to one key: each is 200 (or 409 if
 /// the key is busy), never 5xx; the final file is exactly one of the inputs, its sidecar
 /// matches it, and no temp file is left.
-fn hr_k01_concurrent_full_puts_leave_exactly_one_input(rt: Rt) {
+fn hr_k01_concurrent_full_puts_leave_exactly_one_input(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let inputs: Vec<Vec<u8>> = (0..8u8).map(|i| pattern(i * 17 + 1, 256 * 1024)).collect();
     let barrier = Barrier::new(inputs.len());
@@ -782,7 +787,7 @@ fn hr_k01_concurrent_full_puts_leave_exactly_one_input(rt: Rt) {
 
 /// HR-K02: GETs during a slow full PUT return the old complete version, never a mix; after
 /// the PUT they return the new one.
-fn hr_k02_get_during_slow_put_sees_a_complete_version(rt: Rt) {
+fn hr_k02_get_during_slow_put_sees_a_complete_version(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let old = pattern(1, 128 * 1024);
     let new = pattern(2, 128 * 1024);
@@ -853,7 +858,7 @@ fn hr_k02_get_during_slow_put_sees_a_complete_version(rt: Rt) {
 /// HR-K03: two concurrent range PUTs of the same first chunk: each answer is one of
 /// 200/308/409/416, the partial holds the chunk once (never twice), and resuming from the size
 /// HEAD reports completes the intended content with a matching sidecar.
-fn hr_k03_concurrent_range_puts_at_same_offset_never_corrupt(rt: Rt) {
+fn hr_k03_concurrent_range_puts_at_same_offset_never_corrupt(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let content = pattern(3, 200);
     let hash = sha256_hex(&content);
@@ -921,7 +926,7 @@ fn hr_k03_concurrent_range_puts_at_same_offset_never_corrupt(rt: Rt) {
 }
 
 /// HR-K06: the same object uploaded under two keys at once: independent, both complete.
-fn hr_k06_same_object_under_two_keys_both_complete(rt: Rt) {
+fn hr_k06_same_object_under_two_keys_both_complete(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let object = Arc::new(pattern(9, 512 * 1024));
     let keys = ["models/a/object.bin", "models/b/object.bin"];
@@ -952,7 +957,7 @@ fn hr_k06_same_object_under_two_keys_both_complete(rt: Rt) {
 /// HR-K04: a full PUT racing a resumable upload of another content on the same key. Pinned
 /// winner: whichever publishes last; the visible file is always exactly one of the two inputs
 /// with a matching sidecar, never a mix.
-fn hr_k04_full_put_racing_a_range_upload_never_interleaves(rt: Rt) {
+fn hr_k04_full_put_racing_a_range_upload_never_interleaves(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let full = pattern(3, 256 * 1024);
     let ranged = pattern(9, 256 * 1024);
@@ -1000,7 +1005,7 @@ fn hr_k04_full_put_racing_a_range_upload_never_interleaves(rt: Rt) {
 
 /// HR-K05: listings taken while uploads are in flight never show temp or partial names, only
 /// keys a client can fetch.
-fn hr_k05_listing_during_uploads_never_shows_temp_names(rt: Rt) {
+fn hr_k05_listing_during_uploads_never_shows_temp_names(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let body = pattern(5, 512 * 1024);
     let hash = sha256_hex(&body);
@@ -1056,7 +1061,7 @@ fn hr_k05_listing_during_uploads_never_shows_temp_names(rt: Rt) {
 
 /// HR-S05: an idle keep-alive connection is closed once the header timeout passes without a
 /// new request.
-fn hr_s05_idle_keep_alive_connection_is_closed(rt: Rt) {
+fn hr_s05_idle_keep_alive_connection_is_closed(rt: Runtime) {
     let server = server_with(rt, Duration::from_secs(1), Duration::from_secs(10), None);
     let mut stream = connect(&server, Duration::from_secs(10));
     let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
@@ -1074,7 +1079,7 @@ fn hr_s05_idle_keep_alive_connection_is_closed(rt: Rt) {
     assert_still_serving(&server);
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     hr_s01_slow_header_is_closed_by_header_timeout,
     hr_s02_many_slow_connections_are_all_closed,
     hr_s03_stalled_body_times_out_and_leaves_nothing,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Rt, TOKEN, TestServer, request_to};
+use common::{Runtime, TOKEN, TestServer, request_to};
 use nodegate_core::staging::Policy;
 use nodegate_tokio::stage::{NoProgress, Stager};
 
@@ -405,7 +405,7 @@ fn runtime() -> ::tokio::runtime::Runtime {
 
 /// A 64 MiB push whose connection is cut after 20 MiB resumes by itself from what the worker
 /// kept (sending only the rest), and a pull returns the same bytes.
-fn push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes(rt: Rt) {
+fn push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(64 * MIB, 7);
@@ -450,7 +450,7 @@ fn push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes(rt: Rt) {
 
 /// The CLI killed mid-transfer: the worker keeps the bytes, and the next `stage push` sends
 /// only the rest; `stage pull` then returns the same bytes.
-fn a_killed_cli_push_resumes_with_only_the_rest(rt: Rt) {
+fn a_killed_cli_push_resumes_with_only_the_rest(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(64 * MIB, 11);
@@ -519,7 +519,7 @@ fn a_killed_cli_push_resumes_with_only_the_rest(rt: Rt) {
 }
 
 /// A file the worker already holds is "already there" after exactly one HEAD.
-fn a_file_the_worker_holds_is_already_there_in_one_head(rt: Rt) {
+fn a_file_the_worker_holds_is_already_there_in_one_head(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(3 * MIB + 5, 3);
@@ -545,7 +545,7 @@ fn a_file_the_worker_holds_is_already_there_in_one_head(rt: Rt) {
 
 /// A wrong or missing token ends the CLI at once with exit code 3, one request, a message
 /// naming the variable, and no token in the output.
-fn a_refused_token_exits_3_at_once_without_retries(rt: Rt) {
+fn a_refused_token_exits_3_at_once_without_retries(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let file = write_file(local.path(), "m.bin", b"some bytes");
@@ -582,7 +582,7 @@ fn a_refused_token_exits_3_at_once_without_retries(rt: Rt) {
 
 /// D9: the worker holds the complete file but the probe misses its hash; the PUT of
 /// `bytes 0-…` gets LocalAI's 416, and the next HEAD finds the hash: done, no livelock.
-fn a_416_over_a_complete_file_finishes_without_a_livelock(rt: Rt) {
+fn a_416_over_a_complete_file_finishes_without_a_livelock(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(MIB, 5);
@@ -654,7 +654,7 @@ fn an_unreachable_worker_gives_up_within_the_bounds() {
 
 /// `ls` lists what was pushed (keys with spaces encoded), `alloc_temp` allocates a file in the
 /// staging root, and a pull resumes a local partial of the same content.
-fn ls_alloc_temp_and_pull_resume_round_trip(rt: Rt) {
+fn ls_alloc_temp_and_pull_resume_round_trip(rt: Runtime) {
     let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let rt = runtime();
@@ -713,7 +713,7 @@ fn ls_alloc_temp_and_pull_resume_round_trip(rt: Rt) {
     assert!(missing.stderr.contains("404"), "{}", missing.stderr);
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes,
     a_killed_cli_push_resumes_with_only_the_rest,
     a_file_the_worker_holds_is_already_there_in_one_head,

@@ -13,7 +13,7 @@ mod common;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use common::{RawResponse, Rt, TOKEN, TestServer, sha256_hex};
+use common::{RawResponse, Runtime, TOKEN, TestServer, sha256_hex};
 
 /// One malicious key.
 struct Case {
@@ -312,7 +312,7 @@ fn catalogue_has_at_least_sixty_distinct_keys() {
 /// PT-*: every malicious key, with a valid token, on GET, HEAD, PUT and files-list: 4xx
 /// (lexical refusals are 400, reads of a valid but missing name 404), nothing outside the
 /// roots read or written, nothing created inside the roots either.
-fn pt_malicious_keys_are_refused_on_every_route_and_touch_nothing(rt: Rt) {
+fn pt_malicious_keys_are_refused_on_every_route_and_touch_nothing(rt: Runtime) {
     let server = TestServer::start(rt);
     let before = tree_snapshot(server.tmp.path());
     let outside_before = server.outside_snapshot();
@@ -359,7 +359,7 @@ fn pt_malicious_keys_are_refused_on_every_route_and_touch_nothing(rt: Rt) {
 
 /// AH-25: without a token every malicious key is 401 `unauthorized`, before any key check;
 /// request lines hyper cannot parse are 400 before routing. Nothing changes on disk.
-fn ah_25_malicious_keys_without_token_are_401(rt: Rt) {
+fn ah_25_malicious_keys_without_token_are_401(rt: Runtime) {
     let server = TestServer::start(rt);
     let before = tree_snapshot(server.tmp.path());
     for case in catalogue() {
@@ -452,7 +452,7 @@ fn legit_keys() -> Vec<(&'static str, &'static str)> {
 /// Control group: legitimate keys upload (200, `local_path` inside the right root), download
 /// byte for byte, report their hash on HEAD and show up in listings; without a token they are
 /// 401 like the malicious ones.
-fn legit_localai_keys_pass(rt: Rt) {
+fn legit_localai_keys_pass(rt: Runtime) {
     let server = TestServer::start(rt);
     let outside = server.outside_snapshot();
     let base = server.tmp.path().join("root");
@@ -519,7 +519,7 @@ struct Linked {
 }
 
 impl Linked {
-    fn new(rt: Rt) -> Self {
+    fn new(rt: Runtime) -> Self {
         let server = TestServer::start(rt);
         let outside = server.tmp.path().join("outside");
         let models = server.roots.models.clone();
@@ -604,7 +604,7 @@ impl Linked {
 
 /// D8/D14: GET and HEAD through a link that leaves the root (file, relative file, directory,
 /// dangling, cross-root) are 404 and never carry the outside bytes.
-fn d8_reads_through_escaping_symlinks_are_404(rt: Rt) {
+fn d8_reads_through_escaping_symlinks_are_404(rt: Runtime) {
     let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     for key in [
@@ -634,7 +634,7 @@ fn d8_reads_through_escaping_symlinks_are_404(rt: Rt) {
 
 /// §2.10: listing a root shows links as entries without following them, so nothing from the
 /// outside tree is ever named.
-fn d8_listing_never_descends_into_escaping_symlinks(rt: Rt) {
+fn d8_listing_never_descends_into_escaping_symlinks(rt: Runtime) {
     let linked = Linked::new(rt);
     let response = linked.list("models/");
     assert_eq!(response.status, 200, "{:?}", response.text());
@@ -657,7 +657,7 @@ fn d8_listing_never_descends_into_escaping_symlinks(rt: Rt) {
 
 /// D14: a full or range PUT through a link that leaves the root (to a file, into a linked
 /// directory, onto a dangling link, across roots) is 4xx and the outside tree is unchanged.
-fn d14_writes_through_escaping_symlinks_are_refused(rt: Rt) {
+fn d14_writes_through_escaping_symlinks_are_refused(rt: Runtime) {
     let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     let body = b"overwrite attempt";
@@ -698,7 +698,7 @@ fn d14_writes_through_escaping_symlinks_are_refused(rt: Rt) {
 
 /// D14: a `.sha256` sidecar linked outside is neither served, nor trusted by HEAD, nor
 /// written through by a PUT of its file.
-fn d14_sidecar_symlinked_outside_is_never_read_or_written_through(rt: Rt) {
+fn d14_sidecar_symlinked_outside_is_never_read_or_written_through(rt: Runtime) {
     let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     let get = linked.get("models/x.bin.sha256");
@@ -735,7 +735,7 @@ fn d14_sidecar_symlinked_outside_is_never_read_or_written_through(rt: Rt) {
 
 /// D14: a `.sha256.target` linked outside is never echoed in `X-Target-SHA256`, never served,
 /// and a range PUT neither reads nor writes through it.
-fn d14_target_sidecar_symlinked_outside_is_never_echoed_or_written(rt: Rt) {
+fn d14_target_sidecar_symlinked_outside_is_never_echoed_or_written(rt: Runtime) {
     let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     let get = linked.get("models/y.bin.sha256.target");
@@ -778,7 +778,7 @@ fn d14_target_sidecar_symlinked_outside_is_never_echoed_or_written(rt: Rt) {
 }
 
 /// Links that stay inside their root (relative targets) are followed for reads.
-fn symlinks_inside_a_root_work(rt: Rt) {
+fn symlinks_inside_a_root_work(rt: Runtime) {
     let linked = Linked::new(rt);
     let real = linked.real.clone();
     for key in ["models/alias.bin", "models/aliasdir/f.bin"] {
@@ -806,7 +806,7 @@ fn symlinks_inside_a_root_work(rt: Rt) {
 }
 
 /// AH-25 for the symlink keys too: without a token nothing is looked up.
-fn ah_25_symlink_keys_without_token_are_401(rt: Rt) {
+fn ah_25_symlink_keys_without_token_are_401(rt: Runtime) {
     let linked = Linked::new(rt);
     for key in [
         "models/leak.txt",
@@ -828,7 +828,7 @@ fn ah_25_symlink_keys_without_token_are_401(rt: Rt) {
     }
 }
 
-common::per_runtime!(
+common::per_runtime_tests!(
     pt_malicious_keys_are_refused_on_every_route_and_touch_nothing,
     ah_25_malicious_keys_without_token_are_401,
     legit_localai_keys_pass,

@@ -1,7 +1,8 @@
 //! Shared harness of the integration tests: a server on a loopback port over temp
-//! directories, on the runtime of the test's choosing ([`Rt`], with [`per_runtime!`] to run a
-//! test once per runtime), a raw HTTP/1.1 client (so request targets go out byte for byte,
-//! never normalised), and helpers to spawn the reference worker binary.
+//! directories, on the runtime of the test's choosing ([`Runtime`], with
+//! [`per_runtime_tests!`] to run a test once per runtime), a raw HTTP/1.1 client (so request
+//! targets go out byte for byte, never normalised), and helpers to spawn the reference worker
+//! binary.
 
 #![allow(
     dead_code,
@@ -37,7 +38,7 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The runtime an in-process [`TestServer`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rt {
+pub enum Runtime {
     /// A tokio multi-thread runtime with two workers (`nodegate-tokio`'s server).
     Tokio,
     /// A smol executor run by two threads, async-io for sockets and timers, the `blocking`
@@ -45,20 +46,20 @@ pub enum Rt {
     Smol,
 }
 
-/// Instantiates tests written once as `fn name(rt: Rt)` for every runtime: `tokio::name` and
-/// `smol::name`, each a `#[test]` calling `name` with its [`Rt`]. A test function left out of
-/// the list is never called, and the dead-code lint says so.
+/// Instantiates tests written once as `fn name(rt: Runtime)` for every runtime: `tokio::name`
+/// and `smol::name`, each a `#[test]` calling `name` with its [`Runtime`]. A test function left
+/// out of the list is never called, and the dead-code lint says so.
 #[allow(
     unused_macros,
     reason = "test binaries without in-process servers share the harness"
 )]
-macro_rules! per_runtime {
+macro_rules! per_runtime_tests {
     ($($test:ident),* $(,)?) => {
         mod tokio {
             $(
                 #[test]
                 fn $test() {
-                    super::$test(crate::common::Rt::Tokio);
+                    super::$test(crate::common::Runtime::Tokio);
                 }
             )*
         }
@@ -66,14 +67,14 @@ macro_rules! per_runtime {
             $(
                 #[test]
                 fn $test() {
-                    super::$test(crate::common::Rt::Smol);
+                    super::$test(crate::common::Runtime::Smol);
                 }
             )*
         }
     };
 }
 #[allow(unused_imports, reason = "see the macro")]
-pub(crate) use per_runtime;
+pub(crate) use per_runtime_tests;
 
 /// A file-transfer server running on its own runtime threads, over a temp tree:
 /// `<tmp>/outside` (must never change), `<tmp>/root/models`, `<tmp>/root/staging`,
@@ -111,12 +112,12 @@ impl Default for Options {
 
 impl TestServer {
     /// A protected server with default limits.
-    pub fn start(rt: Rt) -> Self {
+    pub fn start(rt: Runtime) -> Self {
         Self::with(rt, Options::default())
     }
 
     /// An anonymous server.
-    pub fn anonymous(rt: Rt) -> Self {
+    pub fn anonymous(rt: Runtime) -> Self {
         Self::with(
             rt,
             Options {
@@ -126,7 +127,7 @@ impl TestServer {
         )
     }
 
-    pub fn with(rt: Rt, options: Options) -> Self {
+    pub fn with(rt: Runtime, options: Options) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let base = tmp.path().join("root");
         std::fs::create_dir_all(tmp.path().join("outside")).expect("outside dir");
@@ -158,7 +159,7 @@ impl TestServer {
             let _ = stop_rx.await;
         };
         let thread = match rt {
-            Rt::Tokio => std::thread::spawn(move || {
+            Runtime::Tokio => std::thread::spawn(move || {
                 on_tokio(async move {
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                         .await
@@ -170,7 +171,7 @@ impl TestServer {
                     server.serve(stop).await;
                 });
             }),
-            Rt::Smol => std::thread::spawn(move || {
+            Runtime::Smol => std::thread::spawn(move || {
                 on_smol(|runtime| async move {
                     let listener = smol::net::TcpListener::bind("127.0.0.1:0")
                         .await
@@ -266,15 +267,15 @@ impl TestServer {
 }
 
 /// Why the server refuses to start over `config` on `rt` (`None` when it starts).
-pub fn start_error(rt: Rt, config: ServerConfig) -> Option<String> {
+pub fn start_error(rt: Runtime, config: ServerConfig) -> Option<String> {
     match rt {
-        Rt::Tokio => on_tokio(async move {
+        Runtime::Tokio => on_tokio(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
             Server::new(config, listener).err().map(|e| e.to_string())
         }),
-        Rt::Smol => on_smol(|runtime| async move {
+        Runtime::Smol => on_smol(|runtime| async move {
             let listener = smol::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
