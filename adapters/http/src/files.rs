@@ -1,8 +1,8 @@
 //! File effects of the `/v1/files*` routes: the core decides, this module reads and writes.
 //!
-//! Blocking file work runs on the runtime's blocking pool ([`Runtime::unblock`]); bodies flow between the socket and a
-//! blocking reader or writer through small bounded channels, so memory stays flat whatever the
-//! file size. Every path comes from a core [`Target`] and is opened beneath its root by
+//! Blocking file work runs on the runtime's blocking pool ([`Runtime::unblock`]); bodies flow
+//! between the socket and a blocking reader or writer through small bounded channels, so
+//! memory stays flat whatever the file size. Every path comes from a core [`Target`] and is opened beneath its root by
 //! [`RootDir`], which refuses symlinks that leave the root at open time.
 
 use std::collections::HashMap;

@@ -138,7 +138,8 @@ impl LogStore {
                 }
                 () = ping.as_mut() => {
                     ping.set(runtime.sleep(PING_EVERY));
-                    let sent = runtime::timeout(runtime, WRITE_DEADLINE, socket.send(Message::Ping(Default::default()))).await;
+                    let pinged = socket.send(Message::Ping(Default::default()));
+                    let sent = runtime::timeout(runtime, WRITE_DEADLINE, pinged).await;
                     if !matches!(sent, Ok(Ok(()))) { break; }
                 }
                 () = deadline.as_mut() => break,
