@@ -84,6 +84,67 @@
 //! assert_eq!(&reply.body[..], b"{\"local_path\":\"/srv/models/llama/model.gguf\"}\n");
 //! ```
 //!
+//! ## Writing an adapter
+//!
+//! An adapter (a *driver*) links this crate into a runtime: it owns the sockets, the files, the
+//! clock and the environment, and this crate owns every decision. Two drivers exist to copy
+//! from: `examples/embed.rs` (package `nodegate-embed`), the smallest complete one — the file
+//! server's `HEAD`, `GET` and `PUT` and a standalone start-up on blocking `std::net` sockets and
+//! threads, with no async runtime in its dependency tree — and the tokio adapter
+//! (`nodegate-tokio`, `adapters/tokio/`), the whole worker, agent worker and frontend on tokio +
+//! hyper.
+//!
+//! **What the core decides.**
+//! - Settings and posture: [`config::Config::parse`] from (name, value) pairs (the driver
+//!   collects them from flags and the environment, and reads the files
+//!   [`config::Vars::files_to_read`] names), then [`posture::Posture::evaluate`].
+//! - Requests: [`request::classify`] turns a request head (`http::request::Parts`) into a
+//!   [`request::Command`], or a [`request::Refusal`] that carries the reply to send — framing,
+//!   route, authentication ([`auth`], before anything else is looked at), method, the key
+//!   ([`keys`]: decoded once, validated, routed to a root and a safe relative path) and the
+//!   upload headers.
+//! - Files: [`upload::answer_head`] and [`upload::plan_upload`] from a [`upload::FileState`]
+//!   the driver reads; [`upload::finish_full`], [`upload::after_append`] and
+//!   [`upload::finish_range`] once the body is written; [`upload::RateCheck`] for slow bodies;
+//!   [`range::resolve_range`] for downloads; [`roots::check_roots`] for the roots themselves.
+//! - Replies: every response is a [`response::Reply`] value (status, headers, body) that the
+//!   driver writes as it is.
+//! - Lifecycles, as machines: [`startup::Startup`] (the posture first, then registration and
+//!   its retries, when to start the file server, which NATS credential to use and what a NATS
+//!   failure means, heartbeats, credential refresh, drain, the exit code),
+//!   [`connections::ConnectionTable`] (which connection to shed), [`refusal_log`],
+//!   [`staging::Upload`] (the staging client).
+//! - NATS: [`nats::NatsClient`] is the client protocol without I/O (handshake for every
+//!   credential mode, keepalive, subscriptions, request-reply, reconnect decisions) for drivers
+//!   that bring no NATS library; a driver that does (the tokio adapter uses `async-nats`) reports
+//!   the outcomes to the start-up machine, which judges them ([`startup::judge_connection`]).
+//!
+//! **What the driver does.**
+//! 1. *Carry out the effects* the core asks for: bind, accept, read and write bytes, send the
+//!    HTTP requests of [`startup::Effect`], open and write files. Every file effect goes through
+//!    the `nodegate-store` crate (`RootDir`: every path opened beneath its root through a
+//!    capability handle, so a symbolic link out of the root is refused at open time; exclusive
+//!    temp files removed unless published; atomic sidecars; renames that sync the directory) —
+//!    do not re-implement them. Publish in the order the [`upload`] module documents.
+//! 2. *Feed the results back* through the matching `handle_*` call
+//!    ([`startup::Startup::handle_file_server`], [`nats::NatsClient::handle_input`], …) or the
+//!    next planning call (a streamed body's hash and length go to [`upload::finish_full`]).
+//! 3. *Pass time in*: the core reads no clock. [`startup`] takes wall-clock time since the
+//!    Unix epoch ([`startup::Time`]: minted JWTs expire at a Unix timestamp) and [`nats`] the
+//!    same type (feed it the same clock); [`connections`], [`refusal_log`], [`staging`] and
+//!    [`upload::RateCheck`] take any monotonic clock.
+//! 4. *Drain before waiting.* After creating a machine and after **every** input, poll its
+//!    outputs until it has nothing more to say, and only then block on I/O or a timer:
+//!    [`startup::Startup::poll_output`] until [`startup::Effect::SleepUntil`] or
+//!    [`startup::Effect::Wait`]; [`nats::NatsClient::poll_transmit`] until `None`, then
+//!    [`nats::NatsClient::poll_event`] until `None`, then wait for input or
+//!    [`nats::NatsClient::poll_timeout`]; [`staging::Upload::poll_output`] until it waits,
+//!    sleeps or ends. At a deadline, call the machine's `handle_timeout`. An effect left in the
+//!    queue is an effect nothing will carry out until the next input.
+//! 5. *Stay thin.* What a driver keeps for itself is resource handling — threads or tasks,
+//!    buffer sizes, socket timeouts, how many connections it holds. An `if` about the protocol
+//!    in a driver belongs in this crate, with its tests.
+//!
 //! ## What this crate does not do
 //! It performs no I/O: no sockets, no files, no environment, no clock, no async runtime. Time,
 //! configuration and file state arrive as arguments; decisions leave as values that an adapter
