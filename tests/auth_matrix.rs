@@ -23,7 +23,9 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{CLIENT_TIMEOUT, Options, RawResponse, TOKEN, TestServer, read_response, sha256_hex};
+use common::{
+    CLIENT_TIMEOUT, Options, RawResponse, Runtime, TOKEN, TestServer, read_response, sha256_hex,
+};
 use nodegate::auth::Token;
 
 /// The file every "is this request allowed" probe downloads.
@@ -73,8 +75,8 @@ fn auth_line(value: impl AsRef<[u8]>) -> Vec<u8> {
 }
 
 /// A server with the probe file in staging.
-fn server_with(options: Options) -> TestServer {
-    let server = TestServer::with(options);
+fn server_with(rt: Runtime, options: Options) -> TestServer {
+    let server = TestServer::with(rt, options);
     std::fs::write(server.roots.staging.join(PROBE_KEY), PROBE_BODY).expect("probe file");
     server
 }
@@ -191,9 +193,8 @@ fn base64(input: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // AH-01 … AH-20: the header itself
 
-#[test]
-fn ah_01_02_missing_is_401_and_the_right_token_is_allowed() {
-    let server = server_with(Options::default());
+fn ah_01_02_missing_is_401_and_the_right_token_is_allowed(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     run(
         &server,
         &[
@@ -213,9 +214,8 @@ fn ah_01_02_missing_is_401_and_the_right_token_is_allowed() {
     );
 }
 
-#[test]
-fn ah_03_scheme_is_case_insensitive() {
-    let server = server_with(Options::default());
+fn ah_03_scheme_is_case_insensitive(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let rows: Vec<Row> = ["bearer", "BEARER", "BeArEr", "bEARER"]
         .into_iter()
         .map(|scheme| {
@@ -230,9 +230,8 @@ fn ah_03_scheme_is_case_insensitive() {
     run(&server, &rows);
 }
 
-#[test]
-fn ah_04_05_one_or_more_spaces_but_not_a_tab() {
-    let server = server_with(Options::default());
+fn ah_04_05_one_or_more_spaces_but_not_a_tab(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     run(
         &server,
         &[
@@ -284,9 +283,8 @@ fn ah_04_05_one_or_more_spaces_but_not_a_tab() {
     );
 }
 
-#[test]
-fn ah_06_to_09_incomplete_wrong_or_foreign_credentials_are_401() {
-    let server = server_with(Options::default());
+fn ah_06_to_09_incomplete_wrong_or_foreign_credentials_are_401(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let upper = TOKEN.to_uppercase();
     assert_ne!(upper, TOKEN);
     let prefix = &TOKEN[..TOKEN.len() - 1];
@@ -352,9 +350,8 @@ fn ah_06_to_09_incomplete_wrong_or_foreign_credentials_are_401() {
     assert_eq!(base64(b"u:tok"), "dTp0b2s=");
 }
 
-#[test]
-fn ah_10_to_12_repeated_or_joined_credentials_are_401() {
-    let server = server_with(Options::default());
+fn ah_10_to_12_repeated_or_joined_credentials_are_401(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let good = auth_line(format!("Bearer {TOKEN}"));
     let bad = auth_line("Bearer wrong-token");
     let rows = [
@@ -392,9 +389,8 @@ fn ah_10_to_12_repeated_or_joined_credentials_are_401() {
     run(&server, &rows);
 }
 
-#[test]
-fn ah_13_obs_text_in_the_token_is_401_never_5xx() {
-    let server = server_with(Options::default());
+fn ah_13_obs_text_in_the_token_is_401_never_5xx(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let all_high: Vec<u8> = (0x80..=0xffu8).collect();
     let mut rows = vec![row(
         "AH-13",
@@ -424,9 +420,8 @@ fn ah_13_obs_text_in_the_token_is_401_never_5xx() {
     run(&server, &rows);
 }
 
-#[test]
-fn ah_14_nul_cr_lf_in_the_value_are_refused_by_the_http_layer() {
-    let server = server_with(Options::default());
+fn ah_14_nul_cr_lf_in_the_value_are_refused_by_the_http_layer(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let (head, tail) = TOKEN.split_at(4);
     let rows: Vec<Row> = [("NUL", b'\0'), ("CR", b'\r'), ("LF", b'\n')]
         .into_iter()
@@ -457,13 +452,15 @@ fn ah_14_nul_cr_lf_in_the_value_are_refused_by_the_http_layer() {
     run(&server, &rows);
 }
 
-#[test]
-fn ah_15_configured_token_with_b64token_punctuation_works() {
+fn ah_15_configured_token_with_b64token_punctuation_works(rt: Runtime) {
     let token = "Az09-._~+/==";
-    let server = server_with(Options {
-        token: Some(token),
-        ..Options::default()
-    });
+    let server = server_with(
+        rt,
+        Options {
+            token: Some(token),
+            ..Options::default()
+        },
+    );
     run(
         &server,
         &[
@@ -505,9 +502,8 @@ fn ah_16_configured_token_with_space_or_non_ascii_is_refused() {
     assert!(Token::parse(&"a".repeat(4096)).is_ok());
 }
 
-#[test]
-fn ah_17_18_query_access_token_never_authenticates() {
-    let server = server_with(Options::default());
+fn ah_17_18_query_access_token_never_authenticates(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let with_query = format!("/v1/files/{PROBE_KEY}?access_token={TOKEN}");
     let alone = get_with_lines(&server, &with_query, b"");
     assert!(
@@ -531,9 +527,8 @@ fn ah_17_18_query_access_token_never_authenticates() {
     assert_eq!(right.body, PROBE_BODY);
 }
 
-#[test]
-fn ah_19_20_only_the_authorization_field_counts_whatever_its_case() {
-    let server = server_with(Options::default());
+fn ah_19_20_only_the_authorization_field_counts_whatever_its_case(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     run(
         &server,
         &[
@@ -589,9 +584,8 @@ fn send_lenient(server: &TestServer, request: &[u8]) -> Option<RawResponse> {
     read_response(&mut stream, false)
 }
 
-#[test]
-fn ah_21_a_64_kib_header_is_refused_by_the_http_layer() {
-    let server = server_with(Options::default());
+fn ah_21_a_64_kib_header_is_refused_by_the_http_layer(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     for size in [64 << 10, 1 << 20] {
         let value = "a".repeat(size);
         let request = format!(
@@ -701,9 +695,8 @@ fn send_route(
     server.raw(&request)
 }
 
-#[test]
-fn ah_26_every_route_without_or_with_a_wrong_token_is_401() {
-    let server = server_with(Options::default());
+fn ah_26_every_route_without_or_with_a_wrong_token_is_401(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let mut failures = Vec::new();
     let mut reference: Option<RawResponse> = None;
     for (method, target, extra) in every_route() {
@@ -737,12 +730,14 @@ fn ah_26_every_route_without_or_with_a_wrong_token_is_401() {
     assert_eq!(server.root_files(), vec![format!("staging/{PROBE_KEY}")]);
 }
 
-#[test]
-fn ah_22_23_anonymous_server_allows_everything() {
-    let server = server_with(Options {
-        token: None,
-        ..Options::default()
-    });
+fn ah_22_23_anonymous_server_allows_everything(rt: Runtime) {
+    let server = server_with(
+        rt,
+        Options {
+            token: None,
+            ..Options::default()
+        },
+    );
     let rows = [
         row("AH-22", "no header", b"".to_vec(), Expect::Allowed),
         row("AH-23", "garbage", auth_line("garbage"), Expect::Allowed),
@@ -785,9 +780,8 @@ fn ah_22_23_anonymous_server_allows_everything() {
     );
 }
 
-#[test]
-fn ah_24_probes_need_no_token_and_reveal_nothing() {
-    let server = server_with(Options::default());
+fn ah_24_probes_need_no_token_and_reveal_nothing(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let secret_bits = [
         TOKEN.to_owned(),
         server.tmp.path().display().to_string(),
@@ -823,9 +817,8 @@ fn ah_24_probes_need_no_token_and_reveal_nothing() {
     }
 }
 
-#[test]
-fn ah_25_no_token_is_refused_before_the_key_or_the_body() {
-    let server = server_with(Options::default());
+fn ah_25_no_token_is_refused_before_the_key_or_the_body(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let before = server.outside_snapshot();
     // A malicious key without a token: 401, not the 400 a token holder would get.
     for key in [
@@ -888,9 +881,8 @@ fn ah_25_no_token_is_refused_before_the_key_or_the_body() {
 // ---------------------------------------------------------------------------------------------
 // AH-28 and rotation
 
-#[test]
-fn ah_28_wrong_tokens_of_every_length_are_401() {
-    let server = server_with(Options::default());
+fn ah_28_wrong_tokens_of_every_length_are_401(rt: Runtime) {
+    let server = server_with(rt, Options::default());
     let n = TOKEN.len();
     let same_length: String = TOKEN.chars().rev().collect();
     assert_ne!(same_length, TOKEN);
@@ -923,12 +915,14 @@ fn ah_28_wrong_tokens_of_every_length_are_401() {
     run(&server, &rows);
 }
 
-#[test]
-fn rotation_accepts_the_current_and_the_previous_token_only() {
-    let server = server_with(Options {
-        previous: Some("old-token"),
-        ..Options::default()
-    });
+fn rotation_accepts_the_current_and_the_previous_token_only(rt: Runtime) {
+    let server = server_with(
+        rt,
+        Options {
+            previous: Some("old-token"),
+            ..Options::default()
+        },
+    );
     run(
         &server,
         &[
@@ -984,7 +978,7 @@ fn rotation_accepts_the_current_and_the_previous_token_only() {
     );
     assert_eq!(put.status, 200, "{}", put.text());
     // Without a rotation, the old token is just wrong.
-    let plain = server_with(Options::default());
+    let plain = server_with(rt, Options::default());
     run(
         &plain,
         &[row(
@@ -995,3 +989,23 @@ fn rotation_accepts_the_current_and_the_previous_token_only() {
         )],
     );
 }
+
+common::per_runtime_tests!(
+    ah_01_02_missing_is_401_and_the_right_token_is_allowed,
+    ah_03_scheme_is_case_insensitive,
+    ah_04_05_one_or_more_spaces_but_not_a_tab,
+    ah_06_to_09_incomplete_wrong_or_foreign_credentials_are_401,
+    ah_10_to_12_repeated_or_joined_credentials_are_401,
+    ah_13_obs_text_in_the_token_is_401_never_5xx,
+    ah_14_nul_cr_lf_in_the_value_are_refused_by_the_http_layer,
+    ah_15_configured_token_with_b64token_punctuation_works,
+    ah_17_18_query_access_token_never_authenticates,
+    ah_19_20_only_the_authorization_field_counts_whatever_its_case,
+    ah_21_a_64_kib_header_is_refused_by_the_http_layer,
+    ah_26_every_route_without_or_with_a_wrong_token_is_401,
+    ah_22_23_anonymous_server_allows_everything,
+    ah_24_probes_need_no_token_and_reveal_nothing,
+    ah_25_no_token_is_refused_before_the_key_or_the_body,
+    ah_28_wrong_tokens_of_every_length_are_401,
+    rotation_accepts_the_current_and_the_previous_token_only,
+);

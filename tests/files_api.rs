@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{CLIENT_TIMEOUT, Options, RawResponse, TOKEN, TestServer, read_response, sha256_hex};
+use common::{
+    CLIENT_TIMEOUT, Options, RawResponse, Runtime, TOKEN, TestServer, read_response, sha256_hex,
+};
 use nodegate::logs::Stream;
 
 /// The readiness error LocalAI's worker reports while NATS is down (§2.11).
@@ -263,9 +265,8 @@ fn wait_head_size(server: &TestServer, url: &str, want: u64) -> RawResponse {
 // ---------------------------------------------------------------------------------------------
 // §7.1 LocalAI's file_transfer_server_test.go
 
-#[test]
-fn t7_1_1_put_then_get_round_trips_the_bytes() {
-    let server = TestServer::start();
+fn t7_1_1_put_then_get_round_trips_the_bytes(rt: Runtime) {
+    let server = TestServer::start(rt);
     let content = b"hello distributed world";
     let put = server.put("/v1/files/myfile.txt", content);
     let path = local_path_of(&put);
@@ -288,12 +289,14 @@ fn t7_1_1_put_then_get_round_trips_the_bytes() {
     );
 }
 
-#[test]
-fn t7_1_2_body_over_the_limit_is_413_and_leaves_nothing() {
-    let server = TestServer::with(Options {
-        max_upload: Some(100),
-        ..Options::default()
-    });
+fn t7_1_2_body_over_the_limit_is_413_and_leaves_nothing(rt: Runtime) {
+    let server = TestServer::with(
+        rt,
+        Options {
+            max_upload: Some(100),
+            ..Options::default()
+        },
+    );
     // Declared by Content-Length: refused before a byte is read.
     let put = server.put("/v1/files/big.bin", &[7u8; 200]);
     assert_status_prefix(&put, 413, "request body too large");
@@ -323,9 +326,8 @@ fn t7_1_2_body_over_the_limit_is_413_and_leaves_nothing() {
     );
 }
 
-#[test]
-fn t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs() {
-    let server = TestServer::start();
+fn t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs(rt: Runtime) {
+    let server = TestServer::start(rt);
     let before = server.outside_snapshot();
     // `staging/../../etc/passwd`-style keys never resolve.
     for key in [
@@ -382,9 +384,8 @@ fn t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs() {
     );
 }
 
-#[test]
-fn t7_1_4_keys_route_to_their_root() {
-    let server = TestServer::start();
+fn t7_1_4_keys_route_to_their_root(rt: Runtime) {
+    let server = TestServer::start(rt);
     let cases = [
         ("models/foo", server.roots.models.join("foo")),
         (
@@ -417,9 +418,8 @@ fn t7_1_4_keys_route_to_their_root() {
     }
 }
 
-#[test]
-fn t7_1_5_bearer_gate_on_get() {
-    let server = TestServer::start();
+fn t7_1_5_bearer_gate_on_get(rt: Runtime) {
+    let server = TestServer::start(rt);
     std::fs::write(server.roots.staging.join("f.txt"), b"content").unwrap();
     let missing = server.request("GET", "/v1/files/f.txt", false, &[], b"");
     assert_error(&missing, 401, "unauthorized");
@@ -438,9 +438,8 @@ fn t7_1_5_bearer_gate_on_get() {
     assert_eq!(right.body, b"content");
 }
 
-#[test]
-fn t7_1_6_head_probe() {
-    let server = TestServer::start();
+fn t7_1_6_head_probe(rt: Runtime) {
+    let server = TestServer::start(rt);
     // Missing.
     assert_eq!(server.head("/v1/files/nothing.bin").status, 404);
     // After an upload: hash, size, local path, Accept-Ranges, Content-Length = size, no body.
@@ -508,9 +507,8 @@ fn t7_1_6_head_probe() {
     assert_eq!(server.head("/v1/files/../escape.txt").status, 400);
 }
 
-#[test]
-fn t7_1_7_sidecar_is_written_next_to_the_file() {
-    let server = TestServer::start();
+fn t7_1_7_sidecar_is_written_next_to_the_file(rt: Runtime) {
+    let server = TestServer::start(rt);
     local_path_of(&server.put("/v1/files/sidecar.txt", b"sidecar content"));
     let sidecar = server.roots.staging.join("sidecar.txt.sha256");
     assert_eq!(read_string(&sidecar), sha256_hex(b"sidecar content"));
@@ -541,9 +539,8 @@ fn t7_1_7_sidecar_is_written_next_to_the_file() {
     assert_eq!(read_string(&sidecar), sha256_hex(b"sidecar content"));
 }
 
-#[test]
-fn t7_1_9_resumable_upload_state_machine() {
-    let server = TestServer::start();
+fn t7_1_9_resumable_upload_state_machine(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(200, 1);
     let hash = sha256_hex(&data);
     // Two chunks: 308 then 200.
@@ -683,15 +680,14 @@ fn t7_1_9_resumable_upload_state_machine() {
     assert_eq!(head.header("X-Content-SHA256"), Some(hash4.as_str()));
 }
 
-#[test]
-fn t7_1_11_anonymous_and_protected_servers_and_public_healthz() {
-    let anonymous = TestServer::anonymous();
+fn t7_1_11_anonymous_and_protected_servers_and_public_healthz(rt: Runtime) {
+    let anonymous = TestServer::anonymous(rt);
     assert_error(
         &anonymous.request("GET", "/v1/files/missing.txt", false, &[], b""),
         404,
         "file not found",
     );
-    let protected = TestServer::start();
+    let protected = TestServer::start(rt);
     assert_error(
         &protected.request("GET", "/v1/files/missing.txt", false, &[], b""),
         401,
@@ -705,9 +701,8 @@ fn t7_1_11_anonymous_and_protected_servers_and_public_healthz() {
 // ---------------------------------------------------------------------------------------------
 // §3.2 the request shapes of LocalAI's client (replacing §7.1 items 8 and 10)
 
-#[test]
-fn t3_2_first_upload_uses_the_range_path_then_the_probe_skips() {
-    let server = TestServer::start();
+fn t3_2_first_upload_uses_the_range_path_then_the_probe_skips(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = bytes(1000, 5);
     // HEAD probe 404 → resume HEAD 404 → PUT `bytes 0-999/1000` with the hash → 200.
     let first = ensure_remote(&server, &local, "models/m/w.gguf");
@@ -759,9 +754,8 @@ fn t3_2_first_upload_uses_the_range_path_then_the_probe_skips() {
     );
 }
 
-#[test]
-fn t3_2_resume_from_a_partial_left_by_an_earlier_run() {
-    let server = TestServer::start();
+fn t3_2_resume_from_a_partial_left_by_an_earlier_run(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = bytes(500, 7);
     let hash = sha256_hex(&local);
     // Pre-seeded like LocalAI's test: 200 of 500 bytes and the target sidecar.
@@ -807,9 +801,8 @@ fn t3_2_resume_from_a_partial_left_by_an_earlier_run() {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-#[test]
-fn t3_2_resume_after_a_connection_died_mid_upload() {
-    let server = TestServer::start();
+fn t3_2_resume_after_a_connection_died_mid_upload(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = bytes(4096, 8);
     let hash = sha256_hex(&local);
     // The first attempt dies after 1500 bytes: the server keeps what it received.
@@ -849,12 +842,14 @@ fn t3_2_resume_after_a_connection_died_mid_upload() {
 // ---------------------------------------------------------------------------------------------
 // §7.2 readiness
 
-#[test]
-fn t7_2_failing_probe_is_503_and_healthz_stays_200() {
-    let server = TestServer::with(Options {
-        readiness: Some(Arc::new(|| Err(NATS_DOWN.into()))),
-        ..Options::default()
-    });
+fn t7_2_failing_probe_is_503_and_healthz_stays_200(rt: Runtime) {
+    let server = TestServer::with(
+        rt,
+        Options {
+            readiness: Some(Arc::new(|| Err(NATS_DOWN.into()))),
+            ..Options::default()
+        },
+    );
     for method in ["GET", "HEAD"] {
         let ready = server.request(method, "/readyz", false, &[], b"");
         assert_eq!(ready.status, 503, "{method}");
@@ -873,9 +868,8 @@ fn t7_2_failing_probe_is_503_and_healthz_stays_200() {
     );
 }
 
-#[test]
-fn t7_2_no_probe_is_ready_and_a_probe_tracks_the_link() {
-    let plain = TestServer::start();
+fn t7_2_no_probe_is_ready_and_a_probe_tracks_the_link(rt: Runtime) {
+    let plain = TestServer::start(rt);
     let ready = plain.request("GET", "/readyz", false, &[], b"");
     assert_eq!(ready.status, 200);
     assert_eq!(ready.body, b"ok");
@@ -886,16 +880,19 @@ fn t7_2_no_probe_is_ready_and_a_probe_tracks_the_link() {
 
     let up = Arc::new(AtomicBool::new(true));
     let probe = up.clone();
-    let server = TestServer::with(Options {
-        readiness: Some(Arc::new(move || {
-            if probe.load(Ordering::SeqCst) {
-                Ok(())
-            } else {
-                Err(NATS_DOWN.into())
-            }
-        })),
-        ..Options::default()
-    });
+    let server = TestServer::with(
+        rt,
+        Options {
+            readiness: Some(Arc::new(move || {
+                if probe.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err(NATS_DOWN.into())
+                }
+            })),
+            ..Options::default()
+        },
+    );
     assert_eq!(
         server.request("GET", "/readyz", false, &[], b"").status,
         200
@@ -915,9 +912,8 @@ fn t7_2_no_probe_is_ready_and_a_probe_tracks_the_link() {
 // ---------------------------------------------------------------------------------------------
 // §7.10 cases derived from LocalAI's code
 
-#[test]
-fn t7_10_auth_precedes_method() {
-    let server = TestServer::start();
+fn t7_10_auth_precedes_method(rt: Runtime) {
+    let server = TestServer::start(rt);
     for (method, target) in [
         ("DELETE", "/v1/files/x"),
         ("PATCH", "/v1/files/x"),
@@ -935,9 +931,8 @@ fn t7_10_auth_precedes_method() {
     }
 }
 
-#[test]
-fn t7_10_post_temp_allocates_an_output_file_and_other_posts_are_404() {
-    let server = TestServer::start();
+fn t7_10_post_temp_allocates_an_output_file_and_other_posts_are_404(rt: Runtime) {
+    let server = TestServer::start(rt);
     assert_error(
         &server.request("POST", "/v1/files/other", true, &[], b""),
         404,
@@ -979,9 +974,8 @@ fn t7_10_post_temp_allocates_an_output_file_and_other_posts_are_404() {
     );
 }
 
-#[test]
-fn t7_10_redirects_and_non_canonical_paths() {
-    let server = TestServer::start();
+fn t7_10_redirects_and_non_canonical_paths(rt: Runtime) {
+    let server = TestServer::start(rt);
     for (path, location) in [
         ("/v1/files", "/v1/files/"),
         ("/v1/files-list", "/v1/files-list/"),
@@ -1030,12 +1024,14 @@ fn t7_10_redirects_and_non_canonical_paths() {
     );
 }
 
-#[test]
-fn t7_10_over_limit_is_413_full_upload_leaves_nothing_range_keeps_partial() {
-    let server = TestServer::with(Options {
-        max_upload: Some(100),
-        ..Options::default()
-    });
+fn t7_10_over_limit_is_413_full_upload_leaves_nothing_range_keeps_partial(rt: Runtime) {
+    let server = TestServer::with(
+        rt,
+        Options {
+            max_upload: Some(100),
+            ..Options::default()
+        },
+    );
     let data = bytes(100, 9);
     let hash = sha256_hex(&data);
     assert_eq!(
@@ -1096,9 +1092,8 @@ fn t7_10_over_limit_is_413_full_upload_leaves_nothing_range_keeps_partial() {
     );
 }
 
-#[test]
-fn t7_10_full_upload_with_wrong_hash_is_400_and_writes_nothing() {
-    let server = TestServer::start();
+fn t7_10_full_upload_with_wrong_hash_is_400_and_writes_nothing(rt: Runtime) {
+    let server = TestServer::start(rt);
     let wrong = sha256_hex(b"not the body");
     let put = put_full(&server, "bad.bin", &wrong, b"the body");
     assert_error(
@@ -1121,9 +1116,8 @@ fn t7_10_full_upload_with_wrong_hash_is_400_and_writes_nothing() {
     );
 }
 
-#[test]
-fn t7_10_malformed_content_range_is_400_with_localai_texts() {
-    let server = TestServer::start();
+fn t7_10_malformed_content_range_is_400_with_localai_texts(rt: Runtime) {
+    let server = TestServer::start(rt);
     let cases = [
         ("bytes */200", "invalid Content-Range: missing - separator"),
         (
@@ -1147,9 +1141,8 @@ fn t7_10_malformed_content_range_is_400_with_localai_texts() {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-#[test]
-fn t7_10_files_list_shapes() {
-    let server = TestServer::start();
+fn t7_10_files_list_shapes(rt: Runtime) {
+    let server = TestServer::start(rt);
     // Empty directory: {"files":null}.
     let empty = server.get("/v1/files-list/data/");
     assert_eq!(empty.status, 200);
@@ -1172,9 +1165,8 @@ fn t7_10_files_list_shapes() {
     assert_error(&server.get("/v1/files-list/"), 400, "key is required");
 }
 
-#[test]
-fn t7_10_get_and_head_on_a_directory_are_400() {
-    let server = TestServer::start();
+fn t7_10_get_and_head_on_a_directory_are_400(rt: Runtime) {
+    let server = TestServer::start(rt);
     std::fs::create_dir_all(server.roots.staging.join("dir/inner")).unwrap();
     assert_error(&server.get("/v1/files/dir"), 400, "is a directory");
     assert_eq!(server.head("/v1/files/dir").status, 400);
@@ -1188,9 +1180,8 @@ fn t7_10_get_and_head_on_a_directory_are_400() {
     assert_no_temp_files(&server);
 }
 
-#[test]
-fn t7_10_probe_methods() {
-    let server = TestServer::start();
+fn t7_10_probe_methods(rt: Runtime) {
+    let server = TestServer::start(rt);
     assert_error(
         &server.request("POST", "/readyz", false, &[], b""),
         405,
@@ -1209,12 +1200,14 @@ fn t7_10_probe_methods() {
 // ---------------------------------------------------------------------------------------------
 // D3, D5, D6, D9
 
-#[test]
-fn d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar() {
-    let server = TestServer::with(Options {
-        max_upload: Some(4096),
-        ..Options::default()
-    });
+fn d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar(rt: Runtime) {
+    let server = TestServer::with(
+        rt,
+        Options {
+            max_upload: Some(4096),
+            ..Options::default()
+        },
+    );
     let good = bytes(1000, 10);
     local_path_of(&put_full(
         &server,
@@ -1277,9 +1270,8 @@ fn d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar() {
     check("client disconnect");
 }
 
-#[test]
-fn d5_get_supports_one_range_and_always_sends_content_length() {
-    let server = TestServer::start();
+fn d5_get_supports_one_range_and_always_sends_content_length(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(3 << 20, 12);
     local_path_of(&server.put("/v1/files/big.bin", &data));
     let whole = server.get("/v1/files/big.bin");
@@ -1349,9 +1341,8 @@ fn d5_get_supports_one_range_and_always_sends_content_length() {
     assert_eq!(ranged.header("Content-Range"), Some("bytes */0"));
 }
 
-#[test]
-fn d6_an_untrustworthy_sidecar_is_rehashed() {
-    let server = TestServer::start();
+fn d6_an_untrustworthy_sidecar_is_rehashed(rt: Runtime) {
+    let server = TestServer::start(rt);
     let content = b"trust but verify";
     let good = sha256_hex(content);
     local_path_of(&server.put("/v1/files/t.bin", content));
@@ -1403,9 +1394,8 @@ fn d6_an_untrustworthy_sidecar_is_rehashed() {
     );
 }
 
-#[test]
-fn d9_range_put_over_an_identical_complete_file_is_200() {
-    let server = TestServer::start();
+fn d9_range_put_over_an_identical_complete_file_is_200(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(300, 13);
     let hash = sha256_hex(&data);
     local_path_of(&server.put("/v1/files/done.bin", &data));
@@ -1442,9 +1432,8 @@ fn d9_range_put_over_an_identical_complete_file_is_200() {
 // ---------------------------------------------------------------------------------------------
 // security.md §4.7 CR-01…CR-19
 
-#[test]
-fn cr_01_to_03_single_and_two_chunk_uploads() {
-    let server = TestServer::start();
+fn cr_01_to_03_single_and_two_chunk_uploads(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(100, 14);
     let hash = sha256_hex(&data);
     // CR-01: one chunk covering the file.
@@ -1494,9 +1483,8 @@ fn cr_01_to_03_single_and_two_chunk_uploads() {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-#[test]
-fn cr_04_skip_ahead_is_416_with_content_range_and_size() {
-    let server = TestServer::start();
+fn cr_04_skip_ahead_is_416_with_content_range_and_size(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(100, 15);
     let hash = sha256_hex(&data);
     assert_eq!(
@@ -1544,9 +1532,8 @@ fn cr_04_skip_ahead_is_416_with_content_range_and_size() {
     assert_eq!(fresh.header("X-File-Size"), Some("0"));
 }
 
-#[test]
-fn cr_05_to_11_malformed_ranges_are_400_and_write_nothing() {
-    let server = TestServer::start();
+fn cr_05_to_11_malformed_ranges_are_400_and_write_nothing(rt: Runtime) {
+    let server = TestServer::start(rt);
     let hash = sha256_hex(b"x");
     let cases = [
         ("CR-05", "bytes=0-99/100"),
@@ -1585,9 +1572,8 @@ fn cr_05_to_11_malformed_ranges_are_400_and_write_nothing() {
     assert!(hidden_entries(&server.roots.staging).is_empty());
 }
 
-#[test]
-fn cr_12_content_length_must_equal_the_span() {
-    let server = TestServer::start();
+fn cr_12_content_length_must_equal_the_span(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(100, 16);
     let hash = sha256_hex(&data);
     for body in [&data[..40], &data[..60]] {
@@ -1608,9 +1594,8 @@ fn cr_12_content_length_must_equal_the_span() {
     assert!(!server.roots.staging.join("span.bin.sha256.target").exists());
 }
 
-#[test]
-fn cr_13_hash_change_between_chunks_is_409_and_discards_the_partial() {
-    let server = TestServer::start();
+fn cr_13_hash_change_between_chunks_is_409_and_discards_the_partial(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(100, 17);
     let hash = sha256_hex(&data);
     assert_eq!(
@@ -1657,9 +1642,8 @@ fn cr_13_hash_change_between_chunks_is_409_and_discards_the_partial() {
     ));
 }
 
-#[test]
-fn cr_14_hash_header_must_be_64_hex_and_cr_15_upper_case_is_fine() {
-    let server = TestServer::start();
+fn cr_14_hash_header_must_be_64_hex_and_cr_15_upper_case_is_fine(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = b"0123456789";
     let hash = sha256_hex(data);
     for bad in ["abc", &format!("{}g", &hash[..63]), &format!("{hash}00")] {
@@ -1684,9 +1668,8 @@ fn cr_14_hash_header_must_be_64_hex_and_cr_15_upper_case_is_fine() {
     );
 }
 
-#[test]
-fn cr_16_restart_from_zero_with_a_new_hash_replaces_the_file_once_verified() {
-    let server = TestServer::start();
+fn cr_16_restart_from_zero_with_a_new_hash_replaces_the_file_once_verified(rt: Runtime) {
+    let server = TestServer::start(rt);
     let old = bytes(100, 18);
     local_path_of(&server.put("/v1/files/swap.bin", &old));
     let new = bytes(100, 19);
@@ -1718,9 +1701,8 @@ fn cr_16_restart_from_zero_with_a_new_hash_replaces_the_file_once_verified() {
     );
 }
 
-#[test]
-fn cr_17_restart_from_zero_over_a_same_hash_partial_is_416_at_its_size() {
-    let server = TestServer::start();
+fn cr_17_restart_from_zero_over_a_same_hash_partial_is_416_at_its_size(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(100, 20);
     let hash = sha256_hex(&data);
     assert_eq!(
@@ -1757,9 +1739,8 @@ fn cr_17_restart_from_zero_over_a_same_hash_partial_is_416_at_its_size() {
     );
 }
 
-#[test]
-fn cr_18_range_put_onto_a_directory_is_400() {
-    let server = TestServer::start();
+fn cr_18_range_put_onto_a_directory_is_400(rt: Runtime) {
+    let server = TestServer::start(rt);
     std::fs::create_dir_all(server.roots.data.join("d/sub")).unwrap();
     let put = put_range(
         &server,
@@ -1773,9 +1754,8 @@ fn cr_18_range_put_onto_a_directory_is_400() {
     assert!(hidden_entries(&server.roots.data).is_empty());
 }
 
-#[test]
-fn cr_19_range_put_of_an_identical_complete_file_is_200_per_d9() {
-    let server = TestServer::start();
+fn cr_19_range_put_of_an_identical_complete_file_is_200_per_d9(rt: Runtime) {
+    let server = TestServer::start(rt);
     let data = bytes(64, 22);
     let hash = sha256_hex(&data);
     local_path_of(&put_range(
@@ -1811,9 +1791,8 @@ fn cr_19_range_put_of_an_identical_complete_file_is_200_per_d9() {
 // ---------------------------------------------------------------------------------------------
 // files-list
 
-#[test]
-fn files_list_orders_names_bytewise_depth_first_and_includes_sidecars() {
-    let server = TestServer::start();
+fn files_list_orders_names_bytewise_depth_first_and_includes_sidecars(rt: Runtime) {
+    let server = TestServer::start(rt);
     let base = server.roots.models.join("m");
     std::fs::create_dir_all(base.join("b")).unwrap();
     std::fs::write(base.join("b.txt"), b"1").unwrap();
@@ -1877,9 +1856,8 @@ fn files_list_orders_names_bytewise_depth_first_and_includes_sidecars() {
 // ---------------------------------------------------------------------------------------------
 // backend logs
 
-#[test]
-fn backend_logs_rest_routes() {
-    let server = TestServer::start();
+fn backend_logs_rest_routes(rt: Runtime) {
+    let server = TestServer::start(rt);
     assert_eq!(server.get("/v1/backend-logs").json(), serde_json::json!([]));
     server.logs.push("m#0", Stream::Stdout, "hello");
     server.logs.push("m#1", Stream::Stderr, "from replica one");
@@ -2028,9 +2006,8 @@ fn read_text_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
     panic!("no text frame")
 }
 
-#[test]
-fn backend_logs_websocket_initial_frame_then_live_lines() {
-    let server = TestServer::start();
+fn backend_logs_websocket_initial_frame_then_live_lines(rt: Runtime) {
+    let server = TestServer::start(rt);
     server.logs.push("m#0", Stream::Stdout, "hello");
     let (mut stream, handshake, mut buf) = ws_connect(&server, "m", None);
     assert_eq!(handshake.status, 101);
@@ -2076,9 +2053,8 @@ fn backend_logs_websocket_initial_frame_then_live_lines() {
     assert!(line["line"]["timestamp"].is_string());
 }
 
-#[test]
-fn backend_logs_websocket_of_an_unknown_model_starts_empty() {
-    let server = TestServer::start();
+fn backend_logs_websocket_of_an_unknown_model_starts_empty(rt: Runtime) {
+    let server = TestServer::start(rt);
     let (mut stream, handshake, mut buf) =
         ws_connect(&server, "ghost", Some(&format!("http://{}", server.addr)));
     assert_eq!(handshake.status, 101, "a same-host Origin is allowed");
@@ -2092,9 +2068,8 @@ fn backend_logs_websocket_of_an_unknown_model_starts_empty() {
     assert_eq!(line["line"]["text"], "boo");
 }
 
-#[test]
-fn ah_27_websocket_from_a_foreign_origin_is_403() {
-    let server = TestServer::start();
+fn ah_27_websocket_from_a_foreign_origin_is_403(rt: Runtime) {
+    let server = TestServer::start(rt);
     server.logs.push("m#0", Stream::Stdout, "secret log line");
     for origin in [
         "https://evil.example",
@@ -2122,9 +2097,8 @@ fn ah_27_websocket_from_a_foreign_origin_is_403() {
     assert_error(&answer, 401, "unauthorized");
 }
 
-#[test]
-fn d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths() {
-    let server = TestServer::start();
+fn d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths(rt: Runtime) {
+    let server = TestServer::start(rt);
     local_path_of(&server.put("/v1/files/file.bin", b"f"));
     let fifo = server.roots.staging.join("fifo");
     assert!(
@@ -2187,3 +2161,49 @@ fn d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths() {
     );
     assert_no_temp_files(&server);
 }
+
+common::per_runtime_tests!(
+    t7_1_1_put_then_get_round_trips_the_bytes,
+    t7_1_2_body_over_the_limit_is_413_and_leaves_nothing,
+    t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs,
+    t7_1_4_keys_route_to_their_root,
+    t7_1_5_bearer_gate_on_get,
+    t7_1_6_head_probe,
+    t7_1_7_sidecar_is_written_next_to_the_file,
+    t7_1_9_resumable_upload_state_machine,
+    t7_1_11_anonymous_and_protected_servers_and_public_healthz,
+    t3_2_first_upload_uses_the_range_path_then_the_probe_skips,
+    t3_2_resume_from_a_partial_left_by_an_earlier_run,
+    t3_2_resume_after_a_connection_died_mid_upload,
+    t7_2_failing_probe_is_503_and_healthz_stays_200,
+    t7_2_no_probe_is_ready_and_a_probe_tracks_the_link,
+    t7_10_auth_precedes_method,
+    t7_10_post_temp_allocates_an_output_file_and_other_posts_are_404,
+    t7_10_redirects_and_non_canonical_paths,
+    t7_10_over_limit_is_413_full_upload_leaves_nothing_range_keeps_partial,
+    t7_10_full_upload_with_wrong_hash_is_400_and_writes_nothing,
+    t7_10_malformed_content_range_is_400_with_localai_texts,
+    t7_10_files_list_shapes,
+    t7_10_get_and_head_on_a_directory_are_400,
+    t7_10_probe_methods,
+    d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar,
+    d5_get_supports_one_range_and_always_sends_content_length,
+    d6_an_untrustworthy_sidecar_is_rehashed,
+    d9_range_put_over_an_identical_complete_file_is_200,
+    cr_01_to_03_single_and_two_chunk_uploads,
+    cr_04_skip_ahead_is_416_with_content_range_and_size,
+    cr_05_to_11_malformed_ranges_are_400_and_write_nothing,
+    cr_12_content_length_must_equal_the_span,
+    cr_13_hash_change_between_chunks_is_409_and_discards_the_partial,
+    cr_14_hash_header_must_be_64_hex_and_cr_15_upper_case_is_fine,
+    cr_16_restart_from_zero_with_a_new_hash_replaces_the_file_once_verified,
+    cr_17_restart_from_zero_over_a_same_hash_partial_is_416_at_its_size,
+    cr_18_range_put_onto_a_directory_is_400,
+    cr_19_range_put_of_an_identical_complete_file_is_200_per_d9,
+    files_list_orders_names_bytewise_depth_first_and_includes_sidecars,
+    backend_logs_rest_routes,
+    backend_logs_websocket_initial_frame_then_live_lines,
+    backend_logs_websocket_of_an_unknown_model_starts_empty,
+    ah_27_websocket_from_a_foreign_origin_is_403,
+    d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths,
+);

@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Options, TOKEN, TestServer};
+use common::{Options, Runtime, TOKEN, TestServer};
 
 /// How many times each early answer is tried: a reset is a race, so one lucky run proves little.
 const ATTEMPTS: usize = 10;
@@ -64,9 +64,8 @@ fn put_head(server: &TestServer, token: &str, length: u64) -> String {
 /// "Early answers are heard": a 401 sent before the body was read reaches a client that is
 /// still sending (it used to be lost to a connection reset: LocalAI's client then retried for
 /// up to an hour).
-#[test]
-fn early_401_reaches_a_client_still_sending_its_body() {
-    let server = TestServer::start();
+fn early_401_reaches_a_client_still_sending_its_body(rt: Runtime) {
+    let server = TestServer::start(rt);
     for attempt in 0..ATTEMPTS {
         let head = put_head(&server, "wrong-token", 64 << 20);
         let answer = early_answer(&server, &head, 2 << 20);
@@ -79,12 +78,14 @@ fn early_401_reaches_a_client_still_sending_its_body() {
 }
 
 /// The same for a 413 decided from `Content-Length` before anything is read.
-#[test]
-fn early_413_reaches_a_client_still_sending_its_body() {
-    let server = TestServer::with(Options {
-        max_upload: Some(1024),
-        ..Options::default()
-    });
+fn early_413_reaches_a_client_still_sending_its_body(rt: Runtime) {
+    let server = TestServer::with(
+        rt,
+        Options {
+            max_upload: Some(1024),
+            ..Options::default()
+        },
+    );
     for attempt in 0..ATTEMPTS {
         let head = put_head(&server, TOKEN, 64 << 20);
         let answer = early_answer(&server, &head, 2 << 20);
@@ -97,9 +98,8 @@ fn early_413_reaches_a_client_still_sending_its_body() {
 }
 
 /// An early answer says `Connection: close`, so the client does not reuse the connection.
-#[test]
-fn early_answers_say_connection_close() {
-    let server = TestServer::start();
+fn early_answers_say_connection_close(rt: Runtime) {
+    let server = TestServer::start(rt);
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -204,3 +204,9 @@ fn a_401_flood_is_logged_once_then_summarised() {
         "no secret in logs"
     );
 }
+
+common::per_runtime_tests!(
+    early_401_reaches_a_client_still_sending_its_body,
+    early_413_reaches_a_client_still_sending_its_body,
+    early_answers_say_connection_close,
+);

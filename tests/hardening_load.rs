@@ -7,23 +7,27 @@ use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Options, TOKEN, TestServer, WorkerProcess, free_port, wait_healthy, worker_command};
+use ::tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use common::{
+    Options, Runtime, TOKEN, TestServer, WorkerProcess, free_port, wait_healthy, worker_command,
+};
 use nodegate::tokio_adapter::Limits;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A token holder trickling one byte every 200 ms never pauses long enough for the idle
 /// timeout; under a minimum of 1,000 bytes/s over 2 s it is answered 408 once the first window
 /// ends, and nothing is published.
-#[test]
-fn a_trickling_upload_is_cut_off_by_the_minimum_rate() {
-    let server = TestServer::with(Options {
-        limits: Limits {
-            min_body_rate: 1000,
-            body_rate_window: Duration::from_secs(2),
-            ..Limits::default()
+fn a_trickling_upload_is_cut_off_by_the_minimum_rate(rt: Runtime) {
+    let server = TestServer::with(
+        rt,
+        Options {
+            limits: Limits {
+                min_body_rate: 1000,
+                body_rate_window: Duration::from_secs(2),
+                ..Limits::default()
+            },
+            ..Options::default()
         },
-        ..Options::default()
-    });
+    );
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -96,7 +100,7 @@ fn peak_rss_stays_under_64_mib_at_200_concurrent_downloads() {
         worker.stderr()
     );
     let before = vm_hwm_kib(worker.child.id());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = ::tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
@@ -104,9 +108,9 @@ fn peak_rss_stays_under_64_mib_at_200_concurrent_downloads() {
     let started = runtime.block_on(async {
         let tasks: Vec<_> = (0..DOWNLOADS)
             .map(|_| {
-                tokio::spawn(async move {
+                ::tokio::spawn(async move {
                     let work = async {
-                        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+                        let mut stream = ::tokio::net::TcpStream::connect(addr).await.ok()?;
                         let request = format!(
                             "GET /v1/files/models/big.bin HTTP/1.1\r\nHost: {addr}\r\n\
                              Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
@@ -123,7 +127,7 @@ fn peak_rss_stays_under_64_mib_at_200_concurrent_downloads() {
                         }
                         Some(stream)
                     };
-                    tokio::time::timeout(Duration::from_secs(20), work)
+                    ::tokio::time::timeout(Duration::from_secs(20), work)
                         .await
                         .ok()
                         .flatten()
@@ -137,7 +141,7 @@ fn peak_rss_stays_under_64_mib_at_200_concurrent_downloads() {
             }
         }
         // Every download is under way and stalled: the worker fills what buffers it allows.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        ::tokio::time::sleep(Duration::from_secs(3)).await;
         let count = open.len();
         drop(open);
         count
@@ -155,3 +159,5 @@ fn peak_rss_stays_under_64_mib_at_200_concurrent_downloads() {
         "peak RSS {peak} KiB stays under 64 MiB at {DOWNLOADS} downloads"
     );
 }
+
+common::per_runtime_tests!(a_trickling_upload_is_cut_off_by_the_minimum_rate,);

@@ -11,11 +11,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TOKEN, TestServer, WorkerProcess, free_port, read_response, worker_binary};
+use common::{Runtime, TOKEN, TestServer, WorkerProcess, free_port, read_response, worker_binary};
 use nodegate::auth::AuthPolicy;
 use nodegate::keys::Roots;
 use nodegate::request::ServerPolicy;
-use nodegate::tokio_adapter::{Limits, LogStore, Server, ServerConfig};
+use nodegate::tokio_adapter::{Limits, LogStore, ServerConfig};
 
 const MIB: usize = 1 << 20;
 
@@ -74,9 +74,8 @@ fn start_upload(addr: SocketAddr, key: &str, total: usize, first: &[u8]) -> TcpS
 /// body streams: the publish is refused, and the temp file — now in the renamed directory —
 /// is removed through the handle on its directory. It used to stay (removal by path was refused
 /// as an escape): 5,530 temp files in 30 s of this attack.
-#[test]
-fn a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file() {
-    let server = TestServer::start();
+fn a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file(rt: Runtime) {
+    let server = TestServer::start(rt);
     let models = server.roots.models.clone();
     let outside = server.tmp.path().join("outside");
     let before = server.outside_snapshot();
@@ -111,9 +110,8 @@ fn a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file() {
 }
 
 /// A client that goes away mid-body: the temp file is removed, not left for the next restart.
-#[test]
-fn a_client_that_disconnects_mid_upload_leaves_no_temp_file() {
-    let server = TestServer::start();
+fn a_client_that_disconnects_mid_upload_leaves_no_temp_file(rt: Runtime) {
+    let server = TestServer::start(rt);
     let models = server.roots.models.clone();
     for attempt in 0..5 {
         let body = vec![b'y'; MIB];
@@ -136,42 +134,35 @@ fn a_client_that_disconnects_mid_upload_leaves_no_temp_file() {
     }
 }
 
-/// `Server::new` over `roots` on a fresh runtime: the error message, if it refuses.
-fn start_error(roots: Roots) -> Option<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let config = ServerConfig {
-            policy: ServerPolicy {
-                auth: AuthPolicy::from_tokens(None, None),
-                max_upload: None,
-            },
-            roots,
-            limits: Limits::default(),
-            logs: LogStore::new(),
-            readiness: None,
-        };
-        Server::new(config, listener).err().map(|e| e.to_string())
-    })
+/// The server over `roots` on `rt`: the error message, if it refuses.
+fn start_error(rt: Runtime, roots: Roots) -> Option<String> {
+    let config = ServerConfig {
+        policy: ServerPolicy {
+            auth: AuthPolicy::from_tokens(None, None),
+            max_upload: None,
+        },
+        roots,
+        limits: Limits::default(),
+        logs: LogStore::new(),
+        readiness: None,
+    };
+    common::start_error(rt, config)
 }
 
 /// `LOCALAI_MODELS_PATH=/` used to walk (and delete temp files across) the whole filesystem for
 /// seconds before binding, and created `/staging` and `/data`. It is refused before anything is
 /// created.
-#[test]
-fn a_root_at_the_filesystem_root_is_refused_naming_the_variable() {
+fn a_root_at_the_filesystem_root_is_refused_naming_the_variable(rt: Runtime) {
     let staging_existed = Path::new("/staging").exists();
     let data_existed = Path::new("/data").exists();
-    let error = start_error(Roots {
-        models: "/".into(),
-        staging: "/staging".into(),
-        data: "/data".into(),
-    })
+    let error = start_error(
+        rt,
+        Roots {
+            models: "/".into(),
+            staging: "/staging".into(),
+            data: "/data".into(),
+        },
+    )
     .expect("refused");
     assert!(error.contains("LOCALAI_MODELS_PATH"), "{error}");
     assert!(error.contains("filesystem root"), "{error}");
@@ -184,24 +175,29 @@ fn a_root_at_the_filesystem_root_is_refused_naming_the_variable() {
 }
 
 /// Nested roots — lexically, or through a symbolic link — are refused.
-#[test]
-fn nested_roots_are_refused_naming_the_variable() {
+fn nested_roots_are_refused_naming_the_variable(rt: Runtime) {
     let tmp = tempfile::tempdir().expect("tmp");
     let base = tmp.path();
-    let error = start_error(Roots {
-        models: base.join("m"),
-        staging: base.join("m/staging"),
-        data: base.join("data"),
-    })
+    let error = start_error(
+        rt,
+        Roots {
+            models: base.join("m"),
+            staging: base.join("m/staging"),
+            data: base.join("data"),
+        },
+    )
     .expect("nested roots refused");
     assert!(error.contains("LOCALAI_MODELS_PATH"), "{error}");
     std::fs::create_dir_all(base.join("real/inner")).expect("dirs");
     std::os::unix::fs::symlink(base.join("real/inner"), base.join("link")).expect("link");
-    let error = start_error(Roots {
-        models: base.join("real"),
-        staging: base.join("link"),
-        data: base.join("data2"),
-    })
+    let error = start_error(
+        rt,
+        Roots {
+            models: base.join("real"),
+            staging: base.join("link"),
+            data: base.join("data2"),
+        },
+    )
     .expect("roots nested through a symlink refused");
     assert!(error.contains("LOCALAI_MODELS_PATH"), "{error}");
 }
@@ -247,3 +243,10 @@ fn a_read_only_root_stops_the_worker_at_start() {
         "{stderr}"
     );
 }
+
+common::per_runtime_tests!(
+    a_root_at_the_filesystem_root_is_refused_naming_the_variable,
+    nested_roots_are_refused_naming_the_variable,
+    a_parent_swapped_for_a_symlink_mid_upload_leaves_no_temp_file,
+    a_client_that_disconnects_mid_upload_leaves_no_temp_file,
+);

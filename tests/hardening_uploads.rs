@@ -4,16 +4,15 @@
 
 mod common;
 
-use common::{TestServer, sha256_hex};
+use common::{Runtime, TestServer, sha256_hex};
 
 const KEY: &str = "/v1/files/models/m/w.bin";
 
 /// D18: without `X-Content-SHA256`, `bytes 0-4/10` (308) then `bytes 5-11/12` used to answer 200
 /// and publish `AAAAABBBBBBB`, a mix of two files. The declared total belongs to the partial:
 /// the second chunk is a conflict and nothing is published.
-#[test]
-fn d18_a_changed_total_mid_resume_is_409_and_publishes_nothing() {
-    let server = TestServer::start();
+fn d18_a_changed_total_mid_resume_is_409_and_publishes_nothing(rt: Runtime) {
+    let server = TestServer::start(rt);
     let first = server.request(
         "PUT",
         KEY,
@@ -61,9 +60,8 @@ fn d18_a_changed_total_mid_resume_is_409_and_publishes_nothing() {
 }
 
 /// D18: the same total resumes as before, and the total sidecar goes with the partial.
-#[test]
-fn d18_the_same_total_resumes_and_leaves_no_sidecar() {
-    let server = TestServer::start();
+fn d18_the_same_total_resumes_and_leaves_no_sidecar(rt: Runtime) {
+    let server = TestServer::start(rt);
     let first = server.request(
         "PUT",
         KEY,
@@ -94,9 +92,8 @@ fn d18_the_same_total_resumes_and_leaves_no_sidecar() {
 /// D19: while a new upload is in progress over a complete copy, HEAD's `Content-Length` and
 /// `X-Content-SHA256` describe what GET serves; `X-File-Size` and `X-Target-SHA256` the partial.
 /// (HEAD used to answer the partial's size as `Content-Length` while GET served the old file.)
-#[test]
-fn d19_head_agrees_with_get_while_a_new_upload_is_in_progress() {
-    let server = TestServer::start();
+fn d19_head_agrees_with_get_while_a_new_upload_is_in_progress(rt: Runtime) {
+    let server = TestServer::start(rt);
     let old = b"the complete old copy";
     assert_eq!(server.put(KEY, old).status, 200);
     let new = b"0123456789abcdefghij";
@@ -152,9 +149,8 @@ fn d19_head_agrees_with_get_while_a_new_upload_is_in_progress() {
 
 /// D19, the documented exception: a partial without a complete copy is found by HEAD (200, for
 /// resume discovery) while GET answers 404, since nothing complete can be served.
-#[test]
-fn d19_a_partial_alone_is_200_to_head_and_404_to_get() {
-    let server = TestServer::start();
+fn d19_a_partial_alone_is_200_to_head_and_404_to_get(rt: Runtime) {
+    let server = TestServer::start(rt);
     let new = b"0123456789";
     let chunk = server.request(
         "PUT",
@@ -173,3 +169,10 @@ fn d19_a_partial_alone_is_200_to_head_and_404_to_get() {
     assert_eq!(head.header("x-content-sha256"), None);
     assert_eq!(server.get(KEY).status, 404);
 }
+
+common::per_runtime_tests!(
+    d18_a_changed_total_mid_resume_is_409_and_publishes_nothing,
+    d18_the_same_total_resumes_and_leaves_no_sidecar,
+    d19_head_agrees_with_get_while_a_new_upload_is_in_progress,
+    d19_a_partial_alone_is_200_to_head_and_404_to_get,
+);

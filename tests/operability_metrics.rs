@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Options, TOKEN, TestServer};
+use common::{Options, Runtime, TOKEN, TestServer};
 use nodegate::request::MetricsAccess;
 use nodegate::tokio_adapter::Limits;
 
@@ -177,9 +177,8 @@ fn requests(route: &str, method: &str, status: &str) -> String {
     format!("nodegate_requests_total{{method={method:?},route={route:?},status={status:?}}}")
 }
 
-#[test]
-fn metrics_needs_the_token_by_default() {
-    let server = TestServer::start();
+fn metrics_needs_the_token_by_default(rt: Runtime) {
+    let server = TestServer::start(rt);
     assert_eq!(
         server.request("GET", "/metrics", false, &[], b"").status,
         401
@@ -205,15 +204,17 @@ fn metrics_needs_the_token_by_default() {
     assert!(value(&series, "nodegate_refusals_total{reason=\"unauthorized\"}") >= 2.0);
 }
 
-#[test]
-fn metrics_can_be_made_public() {
-    let server = TestServer::with(Options {
-        limits: Limits {
-            metrics_access: MetricsAccess::Public,
-            ..Limits::default()
+fn metrics_can_be_made_public(rt: Runtime) {
+    let server = TestServer::with(
+        rt,
+        Options {
+            limits: Limits {
+                metrics_access: MetricsAccess::Public,
+                ..Limits::default()
+            },
+            ..Options::default()
         },
-        ..Options::default()
-    });
+    );
     let response = server.request("GET", "/metrics", false, &[], b"");
     assert_eq!(response.status, 200);
     parse(&response.text()).expect("valid exposition");
@@ -226,9 +227,8 @@ fn metrics_can_be_made_public() {
     );
 }
 
-#[test]
-fn counters_move_with_requests_and_no_key_becomes_a_label() {
-    let server = TestServer::start();
+fn counters_move_with_requests_and_no_key_becomes_a_label(rt: Runtime) {
+    let server = TestServer::start(rt);
     let before = scrape(&server);
     let body = b"twelve bytes";
     assert_eq!(
@@ -272,9 +272,8 @@ fn counters_move_with_requests_and_no_key_becomes_a_label() {
     assert!(value(&after, "nodegate_open_connections") >= 1.0);
 }
 
-#[test]
-fn upload_gauges_reflect_a_partial_upload() {
-    let server = TestServer::start();
+fn upload_gauges_reflect_a_partial_upload(rt: Runtime) {
+    let server = TestServer::start(rt);
     let chunk = |range: &str, bytes: &[u8]| {
         server
             .request(
@@ -347,3 +346,10 @@ fn the_parser_is_strict() {
     let good = "# HELP x_total h\n# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"\"} 2\n";
     assert_eq!(parse(good).expect("valid").len(), 1);
 }
+
+common::per_runtime_tests!(
+    metrics_needs_the_token_by_default,
+    metrics_can_be_made_public,
+    counters_move_with_requests_and_no_key_becomes_a_label,
+    upload_gauges_reflect_a_partial_upload,
+);

@@ -13,28 +13,41 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Options, RawResponse, TOKEN, TestServer, read_response, sha256_hex};
+use common::{Options, RawResponse, Runtime, TOKEN, TestServer, read_response, sha256_hex};
 use nodegate::tokio_adapter::Limits;
 
 /// A server with short header and body timeouts and a small connection cap.
-fn server_with(header: Duration, idle: Duration, max_upload: Option<u64>) -> TestServer {
-    TestServer::with(Options {
-        max_upload,
-        limits: Limits {
-            header_read_timeout: header,
-            body_idle_timeout: idle,
-            max_connections: 64,
-            ..Limits::default()
+fn server_with(
+    rt: Runtime,
+    header: Duration,
+    idle: Duration,
+    max_upload: Option<u64>,
+) -> TestServer {
+    TestServer::with(
+        rt,
+        Options {
+            max_upload,
+            limits: Limits {
+                header_read_timeout: header,
+                body_idle_timeout: idle,
+                max_connections: 64,
+                ..Limits::default()
+            },
+            ..Options::default()
         },
-        ..Options::default()
-    })
+    )
 }
 
 /// The upload limit of the size tests (HR-M*).
 const LIMIT: u64 = 1024;
 
-fn limited() -> TestServer {
-    server_with(Duration::from_secs(5), Duration::from_secs(5), Some(LIMIT))
+fn limited(rt: Runtime) -> TestServer {
+    server_with(
+        rt,
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+        Some(LIMIT),
+    )
 }
 
 /// A connected socket with read and write timeouts.
@@ -129,9 +142,8 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 
 /// HR-S01: a request head trickled one byte per 200 ms is cut off by the 1 s header timeout;
 /// a fresh request is still served.
-#[test]
-fn hr_s01_slow_header_is_closed_by_header_timeout() {
-    let server = server_with(Duration::from_secs(1), Duration::from_secs(5), None);
+fn hr_s01_slow_header_is_closed_by_header_timeout(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(1), Duration::from_secs(5), None);
     let mut stream = connect(&server, Duration::from_millis(200));
     let start = Instant::now();
     stream
@@ -180,9 +192,8 @@ fn hr_s01_slow_header_is_closed_by_header_timeout() {
 /// HR-S02 (scaled): 50 connections that each sent a request line and one header byte. Under
 /// the cap of 64 a fresh request is served meanwhile; all 50 are closed by the 1 s header
 /// timeout; the server still answers afterwards.
-#[test]
-fn hr_s02_many_slow_connections_are_all_closed() {
-    let server = server_with(Duration::from_secs(1), Duration::from_secs(5), None);
+fn hr_s02_many_slow_connections_are_all_closed(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(1), Duration::from_secs(5), None);
     let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut stream = connect(&server, Duration::from_millis(100));
@@ -209,9 +220,8 @@ fn hr_s02_many_slow_connections_are_all_closed() {
 
 /// HR-S03: a PUT that declares 10^9 bytes and stalls after a few is answered 408 after the
 /// 1 s body idle timeout and closed; no final file, no temp file, no sidecar.
-#[test]
-fn hr_s03_stalled_body_times_out_and_leaves_nothing() {
-    let server = server_with(Duration::from_secs(5), Duration::from_secs(1), None);
+fn hr_s03_stalled_body_times_out_and_leaves_nothing(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(5), Duration::from_secs(1), None);
     let mut stream = connect(&server, Duration::from_secs(15));
     let mut request = head(
         &server,
@@ -236,9 +246,8 @@ fn hr_s03_stalled_body_times_out_and_leaves_nothing() {
 
 /// HR-S04: one byte every 300 ms for 3 s with a 1 s idle timeout succeeds: the timeout is
 /// idle, not total.
-#[test]
-fn hr_s04_trickled_body_is_idle_not_total() {
-    let server = server_with(Duration::from_secs(5), Duration::from_secs(1), None);
+fn hr_s04_trickled_body_is_idle_not_total(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(5), Duration::from_secs(1), None);
     let body = b"0123456789";
     let mut stream = connect(&server, Duration::from_secs(15));
     stream
@@ -266,9 +275,8 @@ fn hr_s04_trickled_body_is_idle_not_total() {
 
 /// HR-M01: a `Content-Length` over the limit is 413 from the head alone (no body byte sent),
 /// and nothing is created.
-#[test]
-fn hr_m01_content_length_over_limit_is_413_before_writing() {
-    let server = limited();
+fn hr_m01_content_length_over_limit_is_413_before_writing(rt: Runtime) {
+    let server = limited(rt);
     for length in [LIMIT + 1, 1 << 40] {
         let mut stream = connect(&server, Duration::from_secs(10));
         let line = format!("Content-Length: {length}");
@@ -288,9 +296,8 @@ fn hr_m01_content_length_over_limit_is_413_before_writing() {
 
 /// HR-M02: with `Expect: 100-continue` the 413 is the first and only answer: no
 /// `100 Continue` invites the body first.
-#[test]
-fn hr_m02_expect_continue_over_limit_gets_413_not_100() {
-    let server = limited();
+fn hr_m02_expect_continue_over_limit_gets_413_not_100(rt: Runtime) {
+    let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     let line = format!("Content-Length: {}", LIMIT + 1);
     stream
@@ -317,9 +324,8 @@ fn hr_m02_expect_continue_over_limit_gets_413_not_100() {
 }
 
 /// HR-M03: a chunked body that crosses the limit is cut with 413 and its temp file removed.
-#[test]
-fn hr_m03_chunked_body_crossing_limit_is_413_and_temp_removed() {
-    let server = limited();
+fn hr_m03_chunked_body_crossing_limit_is_413_and_temp_removed(rt: Runtime) {
+    let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     stream
         .write_all(&head(
@@ -344,9 +350,8 @@ fn hr_m03_chunked_body_crossing_limit_is_413_and_temp_removed() {
 
 /// HR-M04: a `Content-Range` whose declared total is over the limit is 413 from the head
 /// alone; no partial and no target sidecar appear (D16).
-#[test]
-fn hr_m04_declared_total_over_limit_is_413_before_writing() {
-    let server = limited();
+fn hr_m04_declared_total_over_limit_is_413_before_writing(rt: Runtime) {
+    let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     let range = format!("Content-Range: bytes 0-9/{}", LIMIT + 1);
     let hash = format!("X-Content-SHA256: {}", sha256_hex(b"whatever"));
@@ -365,9 +370,8 @@ fn hr_m04_declared_total_over_limit_is_413_before_writing() {
 
 /// HR-M05: a resumable upload whose chunks declare a total over the limit is refused at its
 /// first chunk, body included; a chunk reaching past its own declared total is 400.
-#[test]
-fn hr_m05_range_chunks_over_limit_are_refused_at_first_chunk() {
-    let server = limited();
+fn hr_m05_range_chunks_over_limit_are_refused_at_first_chunk(rt: Runtime) {
+    let server = limited(rt);
     let chunk = pattern(5, 100);
     let hash = sha256_hex(b"the 2000-byte file");
     let response = server.request(
@@ -396,9 +400,8 @@ fn hr_m05_range_chunks_over_limit_are_refused_at_first_chunk() {
 
 /// HR-M06: exactly the limit is accepted: as a full body with `Content-Length`, as a chunked
 /// body, and as a resumable upload in four chunks.
-#[test]
-fn hr_m06_exactly_the_limit_is_accepted() {
-    let server = limited();
+fn hr_m06_exactly_the_limit_is_accepted(rt: Runtime) {
+    let server = limited(rt);
     let content = pattern(6, LIMIT as usize);
     let full = server.put("/v1/files/models/full.bin", &content);
     assert_eq!(full.status, 200, "{:?}", full.text());
@@ -463,9 +466,8 @@ fn put_with(server: &TestServer, key: &str, lines: &[&str], body: &[u8]) -> Vec<
 
 /// HR-R01, HR-R02, HR-R04: a signed, conflicting or listed `Content-Length` is 400 and
 /// nothing is written.
-#[test]
-fn hr_r01_r02_r04_malformed_content_length_is_400() {
-    let server = limited();
+fn hr_r01_r02_r04_malformed_content_length_is_400(rt: Runtime) {
+    let server = limited(rt);
     for lines in [
         &["Content-Length: +5"][..],
         &["Content-Length: 5", "Content-Length: 6"],
@@ -483,9 +485,8 @@ fn hr_r01_r02_r04_malformed_content_length_is_400() {
 }
 
 /// HR-R03: two identical `Content-Length` lines are accepted.
-#[test]
-fn hr_r03_repeated_equal_content_length_is_accepted() {
-    let server = limited();
+fn hr_r03_repeated_equal_content_length_is_accepted(rt: Runtime) {
+    let server = limited(rt);
     let response = exchange(
         &server,
         &put_with(
@@ -503,9 +504,8 @@ fn hr_r03_repeated_equal_content_length_is_accepted() {
 /// HR-R05: `Transfer-Encoding: chunked` with `Content-Length` is read as chunked, and the
 /// connection is closed after the response (RFC 9112 §6.1) even though the client asked for
 /// keep-alive.
-#[test]
-fn hr_r05_chunked_wins_over_content_length_and_closes() {
-    let server = limited();
+fn hr_r05_chunked_wins_over_content_length_and_closes(rt: Runtime) {
+    let server = limited(rt);
     let mut stream = connect(&server, Duration::from_secs(10));
     let mut bytes = head(
         &server,
@@ -526,9 +526,8 @@ fn hr_r05_chunked_wins_over_content_length_and_closes() {
 
 /// HR-R06, HR-R07, HR-R10: any `Transfer-Encoding` other than one `chunked` is 400, and so is
 /// chunked on HTTP/1.0; nothing is written.
-#[test]
-fn hr_r06_r07_r10_unsupported_transfer_encodings_are_400() {
-    let server = limited();
+fn hr_r06_r07_r10_unsupported_transfer_encodings_are_400(rt: Runtime) {
+    let server = limited(rt);
     let chunked_hello = b"5\r\nhello\r\n0\r\n\r\n";
     for lines in [
         &["Transfer-Encoding: gzip"][..],
@@ -568,9 +567,8 @@ fn assert_4xx_or_closed(response: Option<&RawResponse>, what: &str) {
 }
 
 /// HR-R08: a chunk size that overflows 64 bits is an error, never a panic or a file.
-#[test]
-fn hr_r08_chunk_size_overflow_is_an_error_without_file() {
-    let server = limited();
+fn hr_r08_chunk_size_overflow_is_an_error_without_file(rt: Runtime) {
+    let server = limited(rt);
     let mut bytes = put_with(
         &server,
         "overflow.bin",
@@ -586,9 +584,8 @@ fn hr_r08_chunk_size_overflow_is_an_error_without_file() {
 
 /// HR-R09: a body cut short (client half-closes) never produces a final file, with
 /// `Content-Length` or chunked, including a final chunk missing its last digit.
-#[test]
-fn hr_r09_truncated_bodies_leave_no_file() {
-    let server = limited();
+fn hr_r09_truncated_bodies_leave_no_file(rt: Runtime) {
+    let server = limited(rt);
     let cases: [(&str, &[&str], &[u8]); 3] = [
         ("short.bin", &["Content-Length: 100"], &[7u8; 50]),
         (
@@ -613,9 +610,8 @@ fn hr_r09_truncated_bodies_leave_no_file() {
 
 /// HR-R11: a 100 KiB header line and 1 000 header lines are refused (431/400 or a closed
 /// connection), and the server keeps serving.
-#[test]
-fn hr_r11_oversized_heads_are_refused() {
-    let server = limited();
+fn hr_r11_oversized_heads_are_refused(rt: Runtime) {
+    let server = limited(rt);
     let long = format!("X-Long: {}", "a".repeat(100 * 1024));
     let many: Vec<String> = (0..1000).map(|i| format!("X-H{i}: v")).collect();
     let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
@@ -642,9 +638,8 @@ fn hr_r11_oversized_heads_are_refused() {
 
 /// HR-R12: a request pipelined behind an upload refused for its size (body never read) is not
 /// processed: no second response and no side effect.
-#[test]
-fn hr_r12_request_pipelined_after_refused_body_is_not_processed() {
-    let server = limited();
+fn hr_r12_request_pipelined_after_refused_body_is_not_processed(rt: Runtime) {
+    let server = limited(rt);
     let smuggled = head(
         &server,
         "PUT",
@@ -682,9 +677,8 @@ fn hr_r12_request_pipelined_after_refused_body_is_not_processed() {
 
 /// HR-R13: `GET` and `HEAD` with a body are handled without desync: a pipelined request that
 /// follows is either answered correctly or the connection is closed, never misparsed.
-#[test]
-fn hr_r13_get_and_head_with_body_never_desync() {
-    let server = limited();
+fn hr_r13_get_and_head_with_body_never_desync(rt: Runtime) {
+    let server = limited(rt);
     assert_eq!(server.put("/v1/files/models/x.bin", b"0123").status, 200);
     for method in ["GET", "HEAD"] {
         let mut bytes = head(
@@ -746,9 +740,8 @@ fn slow_put(
 /// HR-K01: 8 concurrent full PUTs of different contents to one key: each is 200 (or 409 if
 /// the key is busy), never 5xx; the final file is exactly one of the inputs, its sidecar
 /// matches it, and no temp file is left.
-#[test]
-fn hr_k01_concurrent_full_puts_leave_exactly_one_input() {
-    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+fn hr_k01_concurrent_full_puts_leave_exactly_one_input(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let inputs: Vec<Vec<u8>> = (0..8u8).map(|i| pattern(i * 17 + 1, 256 * 1024)).collect();
     let barrier = Barrier::new(inputs.len());
     let statuses: Vec<u16> = std::thread::scope(|scope| {
@@ -794,9 +787,8 @@ fn hr_k01_concurrent_full_puts_leave_exactly_one_input() {
 
 /// HR-K02: GETs during a slow full PUT return the old complete version, never a mix; after
 /// the PUT they return the new one.
-#[test]
-fn hr_k02_get_during_slow_put_sees_a_complete_version() {
-    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+fn hr_k02_get_during_slow_put_sees_a_complete_version(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let old = pattern(1, 128 * 1024);
     let new = pattern(2, 128 * 1024);
     assert_eq!(server.put("/v1/files/models/k.bin", &old).status, 200);
@@ -866,9 +858,8 @@ fn hr_k02_get_during_slow_put_sees_a_complete_version() {
 /// HR-K03: two concurrent range PUTs of the same first chunk: each answer is one of
 /// 200/308/409/416, the partial holds the chunk once (never twice), and resuming from the size
 /// HEAD reports completes the intended content with a matching sidecar.
-#[test]
-fn hr_k03_concurrent_range_puts_at_same_offset_never_corrupt() {
-    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+fn hr_k03_concurrent_range_puts_at_same_offset_never_corrupt(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let content = pattern(3, 200);
     let hash = sha256_hex(&content);
     let range = "Content-Range: bytes 0-99/200".to_owned();
@@ -935,9 +926,8 @@ fn hr_k03_concurrent_range_puts_at_same_offset_never_corrupt() {
 }
 
 /// HR-K06: the same object uploaded under two keys at once: independent, both complete.
-#[test]
-fn hr_k06_same_object_under_two_keys_both_complete() {
-    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+fn hr_k06_same_object_under_two_keys_both_complete(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let object = Arc::new(pattern(9, 512 * 1024));
     let keys = ["models/a/object.bin", "models/b/object.bin"];
     let barrier = Barrier::new(keys.len());
@@ -967,9 +957,8 @@ fn hr_k06_same_object_under_two_keys_both_complete() {
 /// HR-K04: a full PUT racing a resumable upload of another content on the same key. Pinned
 /// winner: whichever publishes last; the visible file is always exactly one of the two inputs
 /// with a matching sidecar, never a mix.
-#[test]
-fn hr_k04_full_put_racing_a_range_upload_never_interleaves() {
-    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+fn hr_k04_full_put_racing_a_range_upload_never_interleaves(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let full = pattern(3, 256 * 1024);
     let ranged = pattern(9, 256 * 1024);
     let ranged_hash = sha256_hex(&ranged);
@@ -1016,9 +1005,8 @@ fn hr_k04_full_put_racing_a_range_upload_never_interleaves() {
 
 /// HR-K05: listings taken while uploads are in flight never show temp or partial names, only
 /// keys a client can fetch.
-#[test]
-fn hr_k05_listing_during_uploads_never_shows_temp_names() {
-    let server = server_with(Duration::from_secs(10), Duration::from_secs(10), None);
+fn hr_k05_listing_during_uploads_never_shows_temp_names(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(10), Duration::from_secs(10), None);
     let body = pattern(5, 512 * 1024);
     let hash = sha256_hex(&body);
     let total = body.len();
@@ -1073,9 +1061,8 @@ fn hr_k05_listing_during_uploads_never_shows_temp_names() {
 
 /// HR-S05: an idle keep-alive connection is closed once the header timeout passes without a
 /// new request.
-#[test]
-fn hr_s05_idle_keep_alive_connection_is_closed() {
-    let server = server_with(Duration::from_secs(1), Duration::from_secs(10), None);
+fn hr_s05_idle_keep_alive_connection_is_closed(rt: Runtime) {
+    let server = server_with(rt, Duration::from_secs(1), Duration::from_secs(10), None);
     let mut stream = connect(&server, Duration::from_secs(10));
     let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
     stream.write_all(request.as_bytes()).expect("request");
@@ -1091,3 +1078,32 @@ fn hr_s05_idle_keep_alive_connection_is_closed() {
     );
     assert_still_serving(&server);
 }
+
+common::per_runtime_tests!(
+    hr_s01_slow_header_is_closed_by_header_timeout,
+    hr_s02_many_slow_connections_are_all_closed,
+    hr_s03_stalled_body_times_out_and_leaves_nothing,
+    hr_s04_trickled_body_is_idle_not_total,
+    hr_m01_content_length_over_limit_is_413_before_writing,
+    hr_m02_expect_continue_over_limit_gets_413_not_100,
+    hr_m03_chunked_body_crossing_limit_is_413_and_temp_removed,
+    hr_m04_declared_total_over_limit_is_413_before_writing,
+    hr_m05_range_chunks_over_limit_are_refused_at_first_chunk,
+    hr_m06_exactly_the_limit_is_accepted,
+    hr_r01_r02_r04_malformed_content_length_is_400,
+    hr_r03_repeated_equal_content_length_is_accepted,
+    hr_r05_chunked_wins_over_content_length_and_closes,
+    hr_r06_r07_r10_unsupported_transfer_encodings_are_400,
+    hr_r08_chunk_size_overflow_is_an_error_without_file,
+    hr_r09_truncated_bodies_leave_no_file,
+    hr_r11_oversized_heads_are_refused,
+    hr_r12_request_pipelined_after_refused_body_is_not_processed,
+    hr_r13_get_and_head_with_body_never_desync,
+    hr_k01_concurrent_full_puts_leave_exactly_one_input,
+    hr_k02_get_during_slow_put_sees_a_complete_version,
+    hr_k03_concurrent_range_puts_at_same_offset_never_corrupt,
+    hr_k06_same_object_under_two_keys_both_complete,
+    hr_k04_full_put_racing_a_range_upload_never_interleaves,
+    hr_k05_listing_during_uploads_never_shows_temp_names,
+    hr_s05_idle_keep_alive_connection_is_closed,
+);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TOKEN, TestServer, request_to};
+use common::{Runtime, TOKEN, TestServer, request_to};
 use nodegate_core::staging::Policy;
 use nodegate_tokio::stage::{NoProgress, Stager};
 
@@ -392,8 +392,8 @@ fn url(server: &TestServer) -> String {
     format!("http://{}", server.addr)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> ::tokio::runtime::Runtime {
+    ::tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
@@ -405,9 +405,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A 64 MiB push whose connection is cut after 20 MiB resumes by itself from what the worker
 /// kept (sending only the rest), and a pull returns the same bytes.
-#[test]
-fn push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes() {
-    let server = TestServer::start();
+fn push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(64 * MIB, 7);
     let file = write_file(local.path(), "model.gguf", &data);
@@ -451,9 +450,8 @@ fn push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes() {
 
 /// The CLI killed mid-transfer: the worker keeps the bytes, and the next `stage push` sends
 /// only the rest; `stage pull` then returns the same bytes.
-#[test]
-fn a_killed_cli_push_resumes_with_only_the_rest() {
-    let server = TestServer::start();
+fn a_killed_cli_push_resumes_with_only_the_rest(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(64 * MIB, 11);
     let file = write_file(local.path(), "model.gguf", &data);
@@ -521,9 +519,8 @@ fn a_killed_cli_push_resumes_with_only_the_rest() {
 }
 
 /// A file the worker already holds is "already there" after exactly one HEAD.
-#[test]
-fn a_file_the_worker_holds_is_already_there_in_one_head() {
-    let server = TestServer::start();
+fn a_file_the_worker_holds_is_already_there_in_one_head(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(3 * MIB + 5, 3);
     let file = write_file(local.path(), "m.bin", &data);
@@ -548,9 +545,8 @@ fn a_file_the_worker_holds_is_already_there_in_one_head() {
 
 /// A wrong or missing token ends the CLI at once with exit code 3, one request, a message
 /// naming the variable, and no token in the output.
-#[test]
-fn a_refused_token_exits_3_at_once_without_retries() {
-    let server = TestServer::start();
+fn a_refused_token_exits_3_at_once_without_retries(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let file = write_file(local.path(), "m.bin", b"some bytes");
     let file_arg = file.to_str().expect("utf-8");
@@ -586,9 +582,8 @@ fn a_refused_token_exits_3_at_once_without_retries() {
 
 /// D9: the worker holds the complete file but the probe misses its hash; the PUT of
 /// `bytes 0-…` gets LocalAI's 416, and the next HEAD finds the hash: done, no livelock.
-#[test]
-fn a_416_over_a_complete_file_finishes_without_a_livelock() {
-    let server = TestServer::start();
+fn a_416_over_a_complete_file_finishes_without_a_livelock(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let data = pseudo_random(MIB, 5);
     let file = write_file(local.path(), "m.bin", &data);
@@ -659,9 +654,8 @@ fn an_unreachable_worker_gives_up_within_the_bounds() {
 
 /// `ls` lists what was pushed (keys with spaces encoded), `alloc_temp` allocates a file in the
 /// staging root, and a pull resumes a local partial of the same content.
-#[test]
-fn ls_alloc_temp_and_pull_resume_round_trip() {
-    let server = TestServer::start();
+fn ls_alloc_temp_and_pull_resume_round_trip(rt: Runtime) {
+    let server = TestServer::start(rt);
     let local = tempfile::tempdir().expect("tmp");
     let rt = runtime();
     let stager = Stager::new(&url(&server), Some(TOKEN)).expect("stager");
@@ -718,3 +712,12 @@ fn ls_alloc_temp_and_pull_resume_round_trip() {
     assert_eq!(missing.code, Some(1), "{}", missing.stderr);
     assert!(missing.stderr.contains("404"), "{}", missing.stderr);
 }
+
+common::per_runtime_tests!(
+    push_cut_mid_transfer_resumes_and_pull_returns_the_same_bytes,
+    a_killed_cli_push_resumes_with_only_the_rest,
+    a_file_the_worker_holds_is_already_there_in_one_head,
+    a_refused_token_exits_3_at_once_without_retries,
+    a_416_over_a_complete_file_finishes_without_a_livelock,
+    ls_alloc_temp_and_pull_resume_round_trip,
+);

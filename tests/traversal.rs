@@ -13,7 +13,7 @@ mod common;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use common::{RawResponse, TOKEN, TestServer, sha256_hex};
+use common::{RawResponse, Runtime, TOKEN, TestServer, sha256_hex};
 
 /// One malicious key.
 struct Case {
@@ -312,9 +312,8 @@ fn catalogue_has_at_least_sixty_distinct_keys() {
 /// PT-*: every malicious key, with a valid token, on GET, HEAD, PUT and files-list: 4xx
 /// (lexical refusals are 400, reads of a valid but missing name 404), nothing outside the
 /// roots read or written, nothing created inside the roots either.
-#[test]
-fn pt_malicious_keys_are_refused_on_every_route_and_touch_nothing() {
-    let server = TestServer::start();
+fn pt_malicious_keys_are_refused_on_every_route_and_touch_nothing(rt: Runtime) {
+    let server = TestServer::start(rt);
     let before = tree_snapshot(server.tmp.path());
     let outside_before = server.outside_snapshot();
     for case in catalogue() {
@@ -360,9 +359,8 @@ fn pt_malicious_keys_are_refused_on_every_route_and_touch_nothing() {
 
 /// AH-25: without a token every malicious key is 401 `unauthorized`, before any key check;
 /// request lines hyper cannot parse are 400 before routing. Nothing changes on disk.
-#[test]
-fn ah_25_malicious_keys_without_token_are_401() {
-    let server = TestServer::start();
+fn ah_25_malicious_keys_without_token_are_401(rt: Runtime) {
+    let server = TestServer::start(rt);
     let before = tree_snapshot(server.tmp.path());
     for case in catalogue() {
         for (method, route) in [
@@ -454,9 +452,8 @@ fn legit_keys() -> Vec<(&'static str, &'static str)> {
 /// Control group: legitimate keys upload (200, `local_path` inside the right root), download
 /// byte for byte, report their hash on HEAD and show up in listings; without a token they are
 /// 401 like the malicious ones.
-#[test]
-fn legit_localai_keys_pass() {
-    let server = TestServer::start();
+fn legit_localai_keys_pass(rt: Runtime) {
+    let server = TestServer::start(rt);
     let outside = server.outside_snapshot();
     let base = server.tmp.path().join("root");
     for (raw, rel) in legit_keys() {
@@ -522,8 +519,8 @@ struct Linked {
 }
 
 impl Linked {
-    fn new() -> Self {
-        let server = TestServer::start();
+    fn new(rt: Runtime) -> Self {
+        let server = TestServer::start(rt);
         let outside = server.tmp.path().join("outside");
         let models = server.roots.models.clone();
         let data = server.roots.data.clone();
@@ -607,9 +604,8 @@ impl Linked {
 
 /// D8/D14: GET and HEAD through a link that leaves the root (file, relative file, directory,
 /// dangling, cross-root) are 404 and never carry the outside bytes.
-#[test]
-fn d8_reads_through_escaping_symlinks_are_404() {
-    let linked = Linked::new();
+fn d8_reads_through_escaping_symlinks_are_404(rt: Runtime) {
+    let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     for key in [
         "models/leak.txt",
@@ -638,9 +634,8 @@ fn d8_reads_through_escaping_symlinks_are_404() {
 
 /// §2.10: listing a root shows links as entries without following them, so nothing from the
 /// outside tree is ever named.
-#[test]
-fn d8_listing_never_descends_into_escaping_symlinks() {
-    let linked = Linked::new();
+fn d8_listing_never_descends_into_escaping_symlinks(rt: Runtime) {
+    let linked = Linked::new(rt);
     let response = linked.list("models/");
     assert_eq!(response.status, 200, "{:?}", response.text());
     let files: Vec<String> = response.json()["files"]
@@ -662,9 +657,8 @@ fn d8_listing_never_descends_into_escaping_symlinks() {
 
 /// D14: a full or range PUT through a link that leaves the root (to a file, into a linked
 /// directory, onto a dangling link, across roots) is 4xx and the outside tree is unchanged.
-#[test]
-fn d14_writes_through_escaping_symlinks_are_refused() {
-    let linked = Linked::new();
+fn d14_writes_through_escaping_symlinks_are_refused(rt: Runtime) {
+    let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     let body = b"overwrite attempt";
     let hash = sha256_hex(body);
@@ -704,9 +698,8 @@ fn d14_writes_through_escaping_symlinks_are_refused() {
 
 /// D14: a `.sha256` sidecar linked outside is neither served, nor trusted by HEAD, nor
 /// written through by a PUT of its file.
-#[test]
-fn d14_sidecar_symlinked_outside_is_never_read_or_written_through() {
-    let linked = Linked::new();
+fn d14_sidecar_symlinked_outside_is_never_read_or_written_through(rt: Runtime) {
+    let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     let get = linked.get("models/x.bin.sha256");
     assert_refused(&linked.server, &get, "GET sidecar link");
@@ -742,9 +735,8 @@ fn d14_sidecar_symlinked_outside_is_never_read_or_written_through() {
 
 /// D14: a `.sha256.target` linked outside is never echoed in `X-Target-SHA256`, never served,
 /// and a range PUT neither reads nor writes through it.
-#[test]
-fn d14_target_sidecar_symlinked_outside_is_never_echoed_or_written() {
-    let linked = Linked::new();
+fn d14_target_sidecar_symlinked_outside_is_never_echoed_or_written(rt: Runtime) {
+    let linked = Linked::new(rt);
     let before = linked.server.outside_snapshot();
     let get = linked.get("models/y.bin.sha256.target");
     assert_refused(&linked.server, &get, "GET target link");
@@ -786,9 +778,8 @@ fn d14_target_sidecar_symlinked_outside_is_never_echoed_or_written() {
 }
 
 /// Links that stay inside their root (relative targets) are followed for reads.
-#[test]
-fn symlinks_inside_a_root_work() {
-    let linked = Linked::new();
+fn symlinks_inside_a_root_work(rt: Runtime) {
+    let linked = Linked::new(rt);
     let real = linked.real.clone();
     for key in ["models/alias.bin", "models/aliasdir/f.bin"] {
         let get = linked.get(key);
@@ -815,9 +806,8 @@ fn symlinks_inside_a_root_work() {
 }
 
 /// AH-25 for the symlink keys too: without a token nothing is looked up.
-#[test]
-fn ah_25_symlink_keys_without_token_are_401() {
-    let linked = Linked::new();
+fn ah_25_symlink_keys_without_token_are_401(rt: Runtime) {
+    let linked = Linked::new(rt);
     for key in [
         "models/leak.txt",
         "models/outdir/secret.txt",
@@ -837,3 +827,16 @@ fn ah_25_symlink_keys_without_token_are_401() {
         }
     }
 }
+
+common::per_runtime_tests!(
+    pt_malicious_keys_are_refused_on_every_route_and_touch_nothing,
+    ah_25_malicious_keys_without_token_are_401,
+    legit_localai_keys_pass,
+    d8_reads_through_escaping_symlinks_are_404,
+    d8_listing_never_descends_into_escaping_symlinks,
+    d14_writes_through_escaping_symlinks_are_refused,
+    d14_sidecar_symlinked_outside_is_never_read_or_written_through,
+    d14_target_sidecar_symlinked_outside_is_never_echoed_or_written,
+    symlinks_inside_a_root_work,
+    ah_25_symlink_keys_without_token_are_401,
+);

@@ -1,6 +1,8 @@
 //! Shared harness of the integration tests: a server on a loopback port over temp
-//! directories, a raw HTTP/1.1 client (so request targets go out byte for byte, never
-//! normalised), and helpers to spawn the reference worker binary.
+//! directories, on the runtime of the test's choosing ([`Runtime`], with
+//! [`per_runtime_tests!`] to run a test once per runtime), a raw HTTP/1.1 client (so request
+//! targets go out byte for byte, never normalised), and helpers to spawn the reference worker
+//! binary.
 
 #![allow(
     dead_code,
@@ -18,12 +20,14 @@ pub mod nats;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nodegate::auth::{AuthPolicy, Token};
 use nodegate::keys::Roots;
 use nodegate::request::ServerPolicy;
 use nodegate::tokio_adapter::{Limits, LogStore, Readiness, Server, ServerConfig};
+use nodegate_http::SmolRuntime;
 use sha2::Digest as _;
 
 /// The token configured on protected test servers.
@@ -32,7 +36,37 @@ pub const TOKEN: &str = "s3cr3t-Token_for.tests~";
 /// How long a raw client waits for an answer before failing the test.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A file-transfer server running on its own runtime thread, over a temp tree:
+/// Instantiates tests written once as `fn name(rt: Runtime)` for every runtime: `tokio::name`
+/// and `smol::name`, each a `#[test]` calling `name` with its [`Runtime`]. A test function left
+/// out of the list is never called, and the dead-code lint says so.
+#[allow(
+    unused_macros,
+    reason = "test binaries without in-process servers share the harness"
+)]
+macro_rules! per_runtime_tests {
+    ($($test:ident),* $(,)?) => {
+        mod tokio {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(crate::common::Runtime::Tokio);
+                }
+            )*
+        }
+        mod smol {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(crate::common::Runtime::Smol);
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports, reason = "see the macro")]
+pub(crate) use per_runtime_tests;
+
+/// A file-transfer server running on its own runtime threads, over a temp tree:
 /// `<tmp>/outside` (must never change), `<tmp>/root/models`, `<tmp>/root/staging`,
 /// `<tmp>/root/data`.
 pub struct TestServer {
@@ -68,19 +102,22 @@ impl Default for Options {
 
 impl TestServer {
     /// A protected server with default limits.
-    pub fn start() -> Self {
-        Self::with(Options::default())
+    pub fn start(rt: Runtime) -> Self {
+        Self::with(rt, Options::default())
     }
 
     /// An anonymous server.
-    pub fn anonymous() -> Self {
-        Self::with(Options {
-            token: None,
-            ..Options::default()
-        })
+    pub fn anonymous(rt: Runtime) -> Self {
+        Self::with(
+            rt,
+            Options {
+                token: None,
+                ..Options::default()
+            },
+        )
     }
 
-    pub fn with(options: Options) -> Self {
+    pub fn with(rt: Runtime, options: Options) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let base = tmp.path().join("root");
         std::fs::create_dir_all(tmp.path().join("outside")).expect("outside dir");
@@ -108,27 +145,36 @@ impl TestServer {
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let server = Server::new(config, listener).expect("server starts");
-                addr_tx
-                    .send(server.local_addr().expect("addr"))
-                    .expect("send addr");
-                server
-                    .serve(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
-        });
+        let stop = async {
+            let _ = stop_rx.await;
+        };
+        let thread = match rt {
+            Runtime::Tokio => std::thread::spawn(move || {
+                on_tokio(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind");
+                    let server = Server::new(config, listener).expect("server starts");
+                    addr_tx
+                        .send(server.local_addr().expect("addr"))
+                        .expect("send addr");
+                    server.serve(stop).await;
+                });
+            }),
+            Runtime::Smol => std::thread::spawn(move || {
+                on_smol(|runtime| async move {
+                    let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind");
+                    let server = nodegate_http::Server::with_runtime(runtime, config, listener)
+                        .expect("server starts");
+                    addr_tx
+                        .send(server.local_addr().expect("addr"))
+                        .expect("send addr");
+                    server.serve(stop).await;
+                });
+            }),
+        };
         let addr = addr_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server address");
@@ -208,6 +254,58 @@ impl TestServer {
             })
             .collect()
     }
+}
+
+/// Why the server refuses to start over `config` on `rt` (`None` when it starts).
+pub fn start_error(rt: Runtime, config: ServerConfig) -> Option<String> {
+    match rt {
+        Runtime::Tokio => on_tokio(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            Server::new(config, listener).err().map(|e| e.to_string())
+        }),
+        Runtime::Smol => on_smol(|runtime| async move {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            nodegate_http::Server::with_runtime(runtime, config, listener)
+                .err()
+                .map(|e| e.to_string())
+        }),
+    }
+}
+
+/// Runs `main` to completion on a tokio multi-thread runtime with two workers.
+fn on_tokio<T>(main: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(main)
+}
+
+/// Runs the future `main` makes to completion on a smol executor driven by two threads (this
+/// one and a helper that stops once `main` is done).
+fn on_smol<T, F>(main: impl FnOnce(SmolRuntime) -> F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let executor = Arc::new(smol::Executor::new());
+    let (done, finished) = smol::channel::bounded::<()>(1);
+    let helper = {
+        let executor = executor.clone();
+        std::thread::spawn(move || {
+            smol::block_on(executor.run(async {
+                let _ = finished.recv().await;
+            }));
+        })
+    };
+    let output = smol::block_on(executor.run(main(SmolRuntime::new(executor.clone()))));
+    drop(done);
+    let _ = helper.join();
+    output
 }
 
 impl Drop for TestServer {
@@ -381,14 +479,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The runtime whose worker a test runs: every test written inside [`per_runtime!`] runs once
-/// per runtime (as rustls instantiates its suites once per crypto provider), and the worker
-/// helpers ([`worker_program`], [`cluster::Binary::path`]) spawn that runtime's program.
+/// The runtime a test runs on, as rustls instantiates its suites once per crypto provider:
+/// - an in-process [`TestServer`] takes it as an argument ([`per_runtime_tests!`] writes
+///   `tokio::name` and `smol::name` for every `fn name(rt: Runtime)`);
+/// - the worker helpers ([`worker_program`], [`cluster::Binary::path`]) spawn the program of the
+///   runtime selected for the running test ([`per_runtime!`] selects it per instantiation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
-    /// `examples/worker.rs` (tokio), or `$NODEGATE_WORKER_BIN worker`.
+    /// In process: a tokio multi-thread runtime with two workers. As a program:
+    /// `examples/worker.rs`, or `$NODEGATE_WORKER_BIN worker`.
     Tokio,
-    /// `examples/worker-smol.rs` (the member on smol).
+    /// In process: a smol executor run by two threads, async-io for sockets and timers, the
+    /// `blocking` pool for files (`nodegate_http::Server<SmolRuntime>`). As a program:
+    /// `examples/worker-smol.rs`.
     Smol,
 }
 

@@ -6,12 +6,10 @@
 //! from the core's [`Reply`](nodegate_core::response::Reply).
 //!
 //! The [`server::Server`] serves LocalAI's worker file-transfer API (`/v1/files/*`,
-//! `/v1/files-list/*`, `/v1/backend-logs*`, `/healthz`, `/readyz`) with:
-//! - paths opened beneath their root, symlinks out of a root refused at open time;
-//! - uploads streamed into temp files and renamed into place once verified and synced;
-//! - resumable uploads appended to a hidden partial file, published on completion;
-//! - one writer per key, bounded memory per transfer, header and body-idle timeouts, and a cap
-//!   on concurrent connections.
+//! `/v1/files-list/*`, `/v1/backend-logs*`, `/healthz`, `/readyz`): it is `nodegate-http`'s
+//! runtime-generic server ([`nodegate_http::Server`]) on [`TokioRuntime`], re-exported here
+//! with its configuration types so callers name one crate. The same server runs on smol in
+//! `nodegate-smol`.
 //!
 //! The [`member`] module makes the process a cluster member: it drives the core's startup
 //! machine (registration with the frontend, NATS through async-nats, heartbeats, drain and
@@ -111,20 +109,22 @@
 
 #![deny(missing_docs)]
 
-mod access;
-mod body;
-mod files;
 pub mod frontend;
-mod linger;
-pub mod logs;
 pub mod member;
-mod metrics;
-mod refusals;
-pub mod server;
-mod shedding;
 pub mod stage;
+pub use nodegate_http::logs;
 pub use nodegate_store as store;
 
-pub use body::ResponseBody;
-pub use logs::LogStore;
+pub mod server {
+    //! The file-transfer server on tokio: [`nodegate_http::server`] with
+    //! [`TokioRuntime`](nodegate_http::TokioRuntime).
+
+    pub use nodegate_http::server::{Limits, Readiness, ServerConfig, StartError};
+
+    /// The file-transfer server on the tokio runtime the caller runs in;
+    /// `Server::new(config, tokio::net::TcpListener)`.
+    pub type Server = nodegate_http::Server<nodegate_http::TokioRuntime>;
+}
+
+pub use nodegate_http::{LogStore, ResponseBody, TokioRuntime};
 pub use server::{Limits, Readiness, Server, ServerConfig, StartError};

@@ -34,6 +34,8 @@ pub(super) async fn run(config: Config, host: Host, program: &str) -> u8 {
 /// Runs the supervisor worker on smol to its exit status.
 #[cfg(feature = "smol")]
 pub(super) async fn run_smol(config: Config, host: Host, program: &str) -> u8 {
+    // As on tokio: SIGXFSZ must fail the upload with EFBIG, not kill the worker.
+    let _file_size_signal = async_signal::Signals::new([async_signal::Signal::Xfsz]);
     match prepare(&config, program) {
         Ok(setup) => smol::run(config, host, setup).await,
         Err(code) => code,

@@ -15,8 +15,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+
+use crate::runtime::Runtime;
 
 /// How long and how much a closing connection keeps reading.
 #[derive(Debug, Clone, Copy)]
@@ -27,40 +28,43 @@ pub(crate) struct Linger {
     pub(crate) bytes: u64,
 }
 
-/// A stream whose shutdown half-closes, drains for a bounded time and size, then completes.
-pub(crate) struct Lingering<S> {
-    inner: S,
+/// A connection whose shutdown half-closes, drains for a bounded time and size, then
+/// completes.
+pub(crate) struct Lingering<R: Runtime> {
+    inner: R::Conn,
+    runtime: R,
     linger: Linger,
-    drain: Option<Drain>,
+    drain: Option<Drain<R>>,
 }
 
-struct Drain {
-    deadline: Pin<Box<Sleep>>,
+struct Drain<R: Runtime> {
+    deadline: Pin<Box<R::Sleep>>,
     left: u64,
     done: bool,
 }
 
-impl<S> Lingering<S> {
-    pub(crate) fn new(inner: S, linger: Linger) -> Self {
+impl<R: Runtime> Lingering<R> {
+    pub(crate) fn new(inner: R::Conn, runtime: R, linger: Linger) -> Self {
         Self {
             inner,
+            runtime,
             linger,
             drain: None,
         }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Lingering<S> {
+impl<R: Runtime> Read for Lingering<R> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
+impl<R: Runtime> Write for Lingering<R> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -90,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
         if this.drain.is_none() {
             ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
             this.drain = Some(Drain {
-                deadline: Box::pin(tokio::time::sleep(this.linger.time)),
+                deadline: Box::pin(this.runtime.sleep(this.linger.time)),
                 left: this.linger.bytes,
                 done: false,
             });
@@ -103,7 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
                 break;
             }
             let mut buf = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+            match Pin::new(&mut this.inner).poll_read(cx, buf.unfilled()) {
                 Poll::Pending => return Poll::Pending,
                 // End of stream or an error: nothing more will come, close now.
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => drain.done = true,

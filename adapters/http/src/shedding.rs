@@ -6,13 +6,12 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use nodegate_core::connections::{ConnId, ConnectionLimits, ConnectionTable, UpgradeDecision};
 use tokio::sync::{Notify, oneshot};
-use tokio::time::Instant;
 
 use crate::body::ResponseBody;
 

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use crate::runtime::Runtime;
+
 /// Size of the chunks read from disk for downloads.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Chunks buffered between the reader thread and the socket (bounds memory per download).
@@ -61,9 +63,15 @@ impl ResponseBody {
 
     /// Streams `len` bytes of `file` from `offset`, reading on the blocking pool so the async
     /// threads never wait on the disk. Memory stays bounded by a few chunks.
-    pub(crate) fn file(mut file: std::fs::File, offset: u64, len: u64) -> Self {
+    pub(crate) fn file<R: Runtime>(
+        runtime: &R,
+        mut file: std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || {
+        // Not awaited: the reader runs to its end on its own (the runtime contract).
+        drop(runtime.unblock(move || {
             if let Err(error) = file.seek(SeekFrom::Start(offset)) {
                 let _ = tx.blocking_send(Err(error));
                 return;
@@ -103,7 +111,7 @@ impl ResponseBody {
                     }
                 }
             }
-        });
+        }));
         Self::File { rx, remaining: len }
     }
 }

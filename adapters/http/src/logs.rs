@@ -9,6 +9,9 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::runtime::{self, Runtime};
+use crate::tasks::Tasks;
+
 /// Lines queued per WebSocket subscriber before new lines are dropped (spec §2.12).
 const SUBSCRIBER_QUEUE: usize = 100;
 /// Server ping period.
@@ -86,8 +89,13 @@ impl LogStore {
 
     /// Serves one upgraded WebSocket: the initial frame, then each new line, with pings every
     /// 30 s, a 90 s read deadline extended by every pong, and client frames read and discarded.
-    pub(crate) async fn watch<S>(&self, model: String, mut socket: WebSocketStream<S>)
-    where
+    pub(crate) async fn watch<R, S>(
+        &self,
+        runtime: &R,
+        model: String,
+        mut socket: WebSocketStream<S>,
+    ) where
+        R: Runtime,
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         use futures_util::{SinkExt, StreamExt};
@@ -100,11 +108,13 @@ impl LogStore {
             keys.insert(model.clone());
             (keys, proto::initial_frame(&buffers.lines(&model)))
         };
-        if send(&mut socket, initial).await.is_err() {
+        if send(runtime, &mut socket, initial).await.is_err() {
             return;
         }
         let (queue_tx, mut queue_rx) = tokio::sync::mpsc::channel::<String>(SUBSCRIBER_QUEUE);
-        let forward = tokio::spawn(async move {
+        // Aborted when this function returns (the set is dropped).
+        let forward = Tasks::new();
+        forward.spawn(runtime, async move {
             loop {
                 match live.recv().await {
                     Ok((key, line)) if keys.contains(&key) => {
@@ -116,38 +126,43 @@ impl LogStore {
                 }
             }
         });
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
-        let mut deadline = tokio::time::Instant::now() + READ_DEADLINE;
+        // Both timers live across loop turns: a busy stream still pings every period, and
+        // only a pong moves the read deadline.
+        let mut ping = Box::pin(runtime.sleep(PING_EVERY));
+        let mut deadline = Box::pin(runtime.sleep(READ_DEADLINE));
         loop {
             tokio::select! {
                 frame = queue_rx.recv() => {
                     let Some(frame) = frame else { break };
-                    if send(&mut socket, frame).await.is_err() { break; }
+                    if send(runtime, &mut socket, frame).await.is_err() { break; }
                 }
-                _ = ping.tick() => {
-                    let sent = tokio::time::timeout(WRITE_DEADLINE, socket.send(Message::Ping(Default::default()))).await;
+                () = ping.as_mut() => {
+                    ping.set(runtime.sleep(PING_EVERY));
+                    let pinged = socket.send(Message::Ping(Default::default()));
+                    let sent = runtime::timeout(runtime, WRITE_DEADLINE, pinged).await;
                     if !matches!(sent, Ok(Ok(()))) { break; }
                 }
-                incoming = tokio::time::timeout_at(deadline, socket.next()) => {
+                () = deadline.as_mut() => break,
+                incoming = socket.next() => {
                     match incoming {
-                        Ok(Some(Ok(Message::Pong(_)))) => deadline = tokio::time::Instant::now() + READ_DEADLINE,
-                        Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
-                        Ok(Some(Ok(_))) => {}
+                        Some(Ok(Message::Pong(_))) => deadline.set(runtime.sleep(READ_DEADLINE)),
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                        Some(Ok(_)) => {}
                     }
                 }
             }
         }
-        forward.abort();
+        drop(forward);
     }
 }
 
-async fn send<S>(socket: &mut WebSocketStream<S>, text: String) -> Result<(), ()>
+async fn send<R, S>(runtime: &R, socket: &mut WebSocketStream<S>, text: String) -> Result<(), ()>
 where
+    R: Runtime,
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use futures_util::SinkExt;
-    match tokio::time::timeout(WRITE_DEADLINE, socket.send(Message::text(text))).await {
+    match runtime::timeout(runtime, WRITE_DEADLINE, socket.send(Message::text(text))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }

@@ -10,7 +10,6 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use nodegate_core::connections::{ConnId, ConnectionLimits, UpgradeDecision};
 use nodegate_core::keys::Roots;
 use nodegate_core::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, RouteLabel};
@@ -18,18 +17,20 @@ use nodegate_core::refusal_log;
 use nodegate_core::request::{self as proto, Command, MetricsAccess, RefusalReason, ServerPolicy};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::MinRate;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::access::{AccessBody, Record, Subject};
 use crate::body::ResponseBody;
+use crate::compat::TokioCompat;
 use crate::files::{BodyLimits, Files};
 use crate::linger::{Linger, Lingering};
 use crate::logs::LogStore;
 use crate::metrics::Metrics;
 use crate::refusals::Refusals;
+use crate::runtime::{self, Runtime};
 use crate::shedding::{ClosedGuard, Connections, TrackedBody};
+use crate::tasks::Tasks;
 
 /// First pause after a failed accept; doubled on each failure in a row.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -165,15 +166,16 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A running file-transfer server.
-pub struct Server {
-    shared: Arc<Shared>,
-    listener: TcpListener,
+/// A file-transfer server on runtime `R`, over a bound listener.
+pub struct Server<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    listener: R::Listener,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct Shared<R: Runtime> {
+    pub(crate) runtime: R,
     pub(crate) policy: ServerPolicy,
-    pub(crate) files: Files,
+    pub(crate) files: Files<R>,
     pub(crate) logs: LogStore,
     pub(crate) readiness: Option<Readiness>,
     pub(crate) limits: Limits,
@@ -181,17 +183,34 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-impl Server {
-    /// Prepares the roots (creating them with mode 0750 and removing orphaned temp files left
-    /// by an interrupted upload) and wraps an already bound listener.
+impl<R: Runtime + Default> Server<R> {
+    /// [`Server::with_runtime`] on the runtime's default instance (the tokio runtime the
+    /// caller runs in; smol's global executor).
     ///
     /// # Errors
     /// [`StartError`] when a root cannot be prepared.
-    pub fn new(config: ServerConfig, listener: TcpListener) -> Result<Self, StartError> {
+    pub fn new(config: ServerConfig, listener: R::Listener) -> Result<Self, StartError> {
+        Self::with_runtime(R::default(), config, listener)
+    }
+}
+
+impl<R: Runtime> Server<R> {
+    /// Prepares the roots (creating them with mode 0750 and removing orphaned temp files left
+    /// by an interrupted upload) and wraps an already bound listener; the server's tasks and
+    /// blocking work run on `runtime`.
+    ///
+    /// # Errors
+    /// [`StartError`] when a root cannot be prepared.
+    pub fn with_runtime(
+        runtime: R,
+        config: ServerConfig,
+        listener: R::Listener,
+    ) -> Result<Self, StartError> {
         let metrics = Metrics::new();
-        let files = Files::open(&config.roots, metrics.clone())?;
+        let files = Files::open(runtime.clone(), &config.roots, metrics.clone())?;
         Ok(Self {
             shared: Arc::new(Shared {
+                runtime,
                 policy: config.policy,
                 files,
                 logs: config.logs,
@@ -209,7 +228,7 @@ impl Server {
     /// # Errors
     /// When the socket has no local address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        R::local_addr(&self.listener)
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
@@ -219,6 +238,7 @@ impl Server {
         F: std::future::Future<Output = ()>,
     {
         let Self { shared, listener } = self;
+        let runtime = shared.runtime.clone();
         let connections_table = Connections::new(ConnectionLimits {
             max_connections: shared.limits.max_connections,
             max_head_per_remote: shared.limits.max_head_per_remote,
@@ -226,10 +246,12 @@ impl Server {
             first_head_timeout: shared.limits.first_head_timeout,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut connections = tokio::task::JoinSet::new();
-        let summaries = tokio::spawn({
+        let connections = Tasks::new();
+        // Aborted when the server returns (the set is dropped).
+        let summaries = Tasks::new();
+        summaries.spawn(&runtime, {
             let shared = shared.clone();
-            async move { shared.refusals.run().await }
+            async move { shared.refusals.run(&shared.runtime).await }
         });
         let mut backoff = ACCEPT_BACKOFF_MIN;
         tokio::pin!(shutdown);
@@ -242,7 +264,7 @@ impl Server {
             }
             let (stream, remote) = tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
+                accepted = runtime.accept(&listener) => match accepted {
                     Ok(accepted) => {
                         backoff = ACCEPT_BACKOFF_MIN;
                         accepted
@@ -262,12 +284,11 @@ impl Server {
                         }
                         let pause = if freed { ACCEPT_BACKOFF_MIN } else { backoff };
                         backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                        tokio::time::sleep(pause).await;
+                        runtime.sleep(pause).await;
                         continue;
                     }
                 },
             };
-            let _ = stream.set_nodelay(true);
             let (id, shed) = connections_table.accept(remote.ip());
             let open = shared.metrics.connection_opened();
             let shared = shared.clone();
@@ -278,13 +299,15 @@ impl Server {
                 bytes: shared.limits.early_answer_drain,
             };
             let mut stop_rx = stop_rx.clone();
-            connections.spawn(async move {
+            let task_runtime = runtime.clone();
+            connections.spawn(&runtime, async move {
+                let runtime = task_runtime;
                 let _open = open;
                 let closed = ClosedGuard {
                     connections: table.clone(),
                     id,
                 };
-                let first_head = tokio::time::sleep(table.first_head_timeout());
+                let first_head = runtime.sleep(table.first_head_timeout());
                 let service = service_fn(move |request| {
                     let shared = shared.clone();
                     let table = table.clone();
@@ -310,7 +333,7 @@ impl Server {
                 });
                 let mut builder = http1::Builder::new();
                 builder
-                    .timer(TokioTimer::new())
+                    .timer(runtime.timer())
                     .header_read_timeout(header_timeout)
                     .keep_alive(true)
                     // max_buf_size alone is soft (one read may overshoot it), so a head of
@@ -318,7 +341,7 @@ impl Server {
                     .max_header_size(64 * 1024)
                     .max_buf_size(64 * 1024);
                 let connection = builder
-                    .serve_connection(TokioIo::new(Lingering::new(stream, linger)), service)
+                    .serve_connection(Lingering::new(stream, runtime.clone(), linger), service)
                     .with_upgrades();
                 tokio::pin!(connection);
                 tokio::pin!(first_head);
@@ -355,18 +378,14 @@ impl Server {
                     }
                 }
             });
-            while connections.try_join_next().is_some() {}
             // Let the new connection read its head before the next accept can shed it.
-            tokio::task::yield_now().await;
+            runtime::yield_now().await;
         }
         let _ = stop_tx.send(true);
-        let grace = shared.limits.shutdown_grace;
-        let _ = tokio::time::timeout(grace, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        connections.abort_all();
-        summaries.abort();
+        connections
+            .shutdown(&runtime, shared.limits.shutdown_grace)
+            .await;
+        drop(summaries);
         info!("file transfer server stopped");
     }
 }
@@ -378,8 +397,8 @@ struct Conn {
     table: Arc<Connections>,
 }
 
-async fn handle(
-    shared: &Shared,
+async fn handle<R: Runtime>(
+    shared: &Shared<R>,
     request: Request<Incoming>,
     conn: &Conn,
 ) -> (Response<ResponseBody>, Record) {
@@ -429,8 +448,8 @@ fn subject(command: &Command, path: &str) -> Subject {
     }
 }
 
-async fn dispatch(
-    shared: &Shared,
+async fn dispatch<R: Runtime>(
+    shared: &Shared<R>,
     request: Request<Incoming>,
     conn: &Conn,
     record: &mut Record,
@@ -507,8 +526,8 @@ async fn dispatch(
     }
 }
 
-fn upgrade_logs(
-    shared: &Shared,
+fn upgrade_logs<R: Runtime>(
+    shared: &Shared<R>,
     request: Request<Incoming>,
     model: String,
     conn: &Conn,
@@ -548,7 +567,8 @@ fn upgrade_logs(
     let logs = shared.logs.clone();
     let table = conn.table.clone();
     let id = conn.id;
-    tokio::spawn(async move {
+    let runtime = shared.runtime.clone();
+    shared.runtime.spawn(async move {
         // The stream counts against the log-stream cap until it ends, however it ends.
         struct Release(Arc<Connections>, ConnId);
         impl Drop for Release {
@@ -563,12 +583,12 @@ fn upgrade_logs(
                     .max_message_size(Some(4096))
                     .max_frame_size(Some(4096));
                 let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    TokioCompat(upgraded),
                     Role::Server,
                     Some(config),
                 )
                 .await;
-                logs.watch(model, socket).await;
+                logs.watch(&runtime, model, socket).await;
             }
             Err(error) => debug!(%error, "websocket upgrade failed"),
         }
@@ -602,8 +622,8 @@ pub(crate) fn reply(answer: Reply, method: &http::Method) -> Response<ResponseBo
 
 /// Counts every refusal and logs it through the aggregation: in full (with the reason in
 /// words and what the client was told) once per reason and remote, then as summary lines.
-fn log_refusal(
-    shared: &Shared,
+fn log_refusal<R: Runtime>(
+    shared: &Shared<R>,
     parts: &http::request::Parts,
     remote: SocketAddr,
     reason: &RefusalReason,

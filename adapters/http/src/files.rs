@@ -1,8 +1,8 @@
 //! File effects of the `/v1/files*` routes: the core decides, this module reads and writes.
 //!
-//! Blocking file work runs on tokio's blocking pool; bodies flow between the socket and a
-//! blocking reader or writer through small bounded channels, so memory stays flat whatever the
-//! file size. Every path comes from a core [`Target`] and is opened beneath its root by
+//! Blocking file work runs on the runtime's blocking pool ([`Runtime::unblock`]); bodies flow
+//! between the socket and a blocking reader or writer through small bounded channels, so
+//! memory stays flat whatever the file size. Every path comes from a core [`Target`] and is opened beneath its root by
 //! [`RootDir`], which refuses symlinks that leave the root at open time.
 
 use std::collections::HashMap;
@@ -34,6 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::access::millis;
 use crate::body::ResponseBody;
 use crate::metrics::Metrics;
+use crate::runtime::{self, Runtime};
 use crate::server::{StartError, reply};
 use nodegate_store::{EntryInfo, RootDir, StoreError};
 
@@ -51,7 +52,8 @@ const SWEEP_MAX_ENTRIES: usize = 200_000;
 /// Read size when hashing a file.
 const HASH_CHUNK: usize = 1024 * 1024;
 
-pub(crate) struct Files {
+pub(crate) struct Files<R: Runtime> {
+    runtime: R,
     roots: Roots,
     models: Arc<RootDir>,
     staging: Arc<RootDir>,
@@ -60,8 +62,12 @@ pub(crate) struct Files {
     metrics: Arc<Metrics>,
 }
 
-impl Files {
-    pub(crate) fn open(roots: &Roots, metrics: Arc<Metrics>) -> Result<Self, StartError> {
+impl<R: Runtime> Files<R> {
+    pub(crate) fn open(
+        runtime: R,
+        roots: &Roots,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         // Refuse `/` and nested roots before creating anything.
         nodegate_core::roots::check_roots(roots).map_err(StartError::Roots)?;
         let open = |name: &'static str, root: Root| {
@@ -75,6 +81,7 @@ impl Files {
                 })
         };
         let files = Self {
+            runtime,
             roots: roots.clone(),
             models: open("models", Root::Models)?,
             staging: open("staging", Root::Staging)?,
@@ -153,7 +160,7 @@ impl Files {
     pub(crate) async fn head(&self, target: &Target) -> Reply {
         let dir = self.dir(target.root());
         for _ in 0..3 {
-            let mut state = match read_state(&dir, target).await {
+            let mut state = match read_state(&self.runtime, &dir, target).await {
                 Ok(state) => state,
                 Err(error) => return read_error(&error, "not found"),
             };
@@ -184,7 +191,7 @@ impl Files {
         // One hop to the blocking pool: open, and for a small body read it there too, so that a
         // small GET does not also wait for a reader thread (the hand-offs cost more than the
         // page-cache read; see bench/README.md).
-        let opened = blocking(move || {
+        let opened = blocking(&self.runtime, move || {
             let (file, size) = dir.open_read(&rel)?;
             let small = match range::resolve_range(header.as_ref(), size) {
                 RangeAnswer::Full if size <= SMALL_BODY => Some((0, size)),
@@ -226,7 +233,7 @@ impl Files {
         };
         let body = match bytes {
             Some(bytes) => ResponseBody::full(bytes),
-            None => ResponseBody::file(file, start, len),
+            None => ResponseBody::file(&self.runtime, file, start, len),
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -246,7 +253,7 @@ impl Files {
     /// `POST /v1/files/temp`.
     pub(crate) async fn alloc_temp(&self) -> Reply {
         let staging = self.staging.clone();
-        match blocking(move || staging.create_output_temp()).await {
+        match blocking(&self.runtime, move || staging.create_output_temp()).await {
             Ok(name) => {
                 let path = self.roots.dir(Root::Staging).join(name);
                 upload::upload_ok(&path.display().to_string())
@@ -261,7 +268,10 @@ impl Files {
             ListTarget::Root(root) => (self.dir(*root), None),
             ListTarget::Dir(target) => (self.dir(target.root()), Some(target.rel().to_owned())),
         };
-        let listed = blocking(move || dir.list(rel.as_deref(), keys::is_listable)).await;
+        let listed = blocking(&self.runtime, move || {
+            dir.list(rel.as_deref(), keys::is_listable)
+        })
+        .await;
         match listed {
             Ok(files) if files.is_empty() => {
                 Reply::json(StatusCode::OK, &serde_json::json!({ "files": null }))
@@ -302,7 +312,7 @@ impl Files {
             .put_planned(&dir, target, request, body, idle, &mut progress)
             .await;
         if progress.touches_partial
-            && let Ok(size) = partial_size(&dir, target).await
+            && let Ok(size) = partial_size(&self.runtime, &dir, target).await
         {
             self.metrics.partial(target, size);
         }
@@ -355,7 +365,7 @@ impl Files {
         };
         let mut plan = None;
         for _ in 0..3 {
-            let state = match read_state(dir, target).await {
+            let state = match read_state(&self.runtime, dir, target).await {
                 Ok(state) => state,
                 Err(error) => return PutEnd::store(&error),
             };
@@ -372,7 +382,7 @@ impl Files {
                     }
                 }
                 UploadPlan::AlreadyComplete { discard } => {
-                    if let Err(error) = discard_state(dir, target, discard).await {
+                    if let Err(error) = discard_state(&self.runtime, dir, target, discard).await {
                         return PutEnd::store(&error);
                     }
                     let Some(sha256) = state.complete_hash() else {
@@ -398,7 +408,7 @@ impl Files {
                 PutEnd::internal("the file kept changing while it was hashed")
             }
             UploadPlan::Refuse { reply, discard } => {
-                if let Err(error) = discard_state(dir, target, discard).await {
+                if let Err(error) = discard_state(&self.runtime, dir, target, discard).await {
                     return PutEnd::store(&error);
                 }
                 PutEnd::refused(reply)
@@ -455,7 +465,7 @@ impl Files {
         let created = {
             let dir = dir.clone();
             let temp = temp.clone();
-            blocking(move || dir.create_temp(&temp, 0o640)).await
+            blocking(&self.runtime, move || dir.create_temp(&temp, 0o640)).await
         };
         // Every way out of this function that does not publish drops `guard`, which unlinks the
         // temp file through its directory handle: a failed body, a refused hash, a failed
@@ -464,7 +474,7 @@ impl Files {
             Ok(created) => created,
             Err(error) => return PutEnd::store(&error),
         };
-        let (outcome, received) = stream_body(body, file, None, max_len, idle).await;
+        let (outcome, received) = stream_body(&self.runtime, body, file, None, max_len, idle).await;
         progress.received = received;
         let (hash, written) = match outcome {
             Streamed::Done { hash, written } => (hash, written),
@@ -473,7 +483,7 @@ impl Files {
         match upload::finish_full(request, hash, written) {
             Finish::Publish { sha256 } => {
                 let _lock = self.locks.lock(target).await;
-                match publish(dir, target, &temp, sha256, true).await {
+                match publish(&self.runtime, dir, target, &temp, sha256, true).await {
                     Ok(()) => {
                         guard.keep();
                         PutEnd::Published {
@@ -504,7 +514,7 @@ impl Files {
         _guard: OwnedMutexGuard<()>,
         progress: &mut Progress,
     ) -> PutEnd {
-        if let Err(error) = discard_state(dir, target, step.discard).await {
+        if let Err(error) = discard_state(&self.runtime, dir, target, step.discard).await {
             return PutEnd::store(&error);
         }
         let opened = {
@@ -514,7 +524,7 @@ impl Files {
             let write_target = step.write_target;
             let total_sidecar = upload::total_sidecar(target);
             let write_total = step.write_total;
-            blocking(move || {
+            blocking(&self.runtime, move || {
                 if let Some(hash) = write_target {
                     dir.write_atomic(&target_sidecar, hash.to_hex().as_bytes())?;
                 }
@@ -543,7 +553,8 @@ impl Files {
                 ),
             };
         }
-        let (outcome, received) = stream_body(body, file, Some(step.len), None, idle).await;
+        let (outcome, received) =
+            stream_body(&self.runtime, body, file, Some(step.len), None, idle).await;
         progress.received = received;
         let written = match outcome {
             Streamed::Done { written, .. } => written,
@@ -561,7 +572,7 @@ impl Files {
                             "disk full while appending: the partial upload is discarded so the root recovers"
                         );
                     }
-                    if let Err(error) = discard_state(dir, target, discard).await {
+                    if let Err(error) = discard_state(&self.runtime, dir, target, discard).await {
                         warn!(error = %error, "could not discard the partial upload");
                     }
                 }
@@ -587,7 +598,7 @@ impl Files {
                 let hashed = {
                     let dir = dir.clone();
                     let partial = target.partial();
-                    blocking(move || hash_file(&dir, &partial)).await
+                    blocking(&self.runtime, move || hash_file(&dir, &partial)).await
                 };
                 let (hash, _, _) = match hashed {
                     Ok(hashed) => hashed,
@@ -595,7 +606,9 @@ impl Files {
                 };
                 match upload::finish_range(request, hash) {
                     Finish::Publish { sha256 } => {
-                        match publish(dir, target, &target.partial(), sha256, false).await {
+                        match publish(&self.runtime, dir, target, &target.partial(), sha256, false)
+                            .await
+                        {
                             Ok(()) => PutEnd::Published {
                                 reply: upload::upload_ok(&self.local_path(target)),
                                 sha256,
@@ -605,7 +618,8 @@ impl Files {
                         }
                     }
                     Finish::Refuse { reply, discard } => {
-                        if let Err(error) = discard_state(dir, target, discard).await {
+                        if let Err(error) = discard_state(&self.runtime, dir, target, discard).await
+                        {
                             return PutEnd::store(&error);
                         }
                         PutEnd::finish_refused(reply, request, hash, step.offset + written)
@@ -636,7 +650,7 @@ impl Files {
         let dir = dir.clone();
         let rel = target.rel().to_owned();
         let sidecar = target.sidecar();
-        blocking(move || {
+        blocking(&self.runtime, move || {
             let (hash, size, mtime) = hash_file(&dir, &rel)?;
             match dir.stat(&rel)? {
                 EntryInfo::File { size: s, mtime_ns } if s == size && mtime_ns == mtime => {
@@ -797,10 +811,14 @@ impl UploadEvent<'_> {
 }
 
 /// The size of the key's partial file: `Ok(None)` when there is none.
-async fn partial_size(dir: &Arc<RootDir>, target: &Target) -> Result<Option<u64>, StoreError> {
+async fn partial_size<R: Runtime>(
+    runtime: &R,
+    dir: &Arc<RootDir>,
+    target: &Target,
+) -> Result<Option<u64>, StoreError> {
     let dir = dir.clone();
     let partial = target.partial();
-    blocking(move || match dir.stat(&partial)? {
+    blocking(runtime, move || match dir.stat(&partial)? {
         EntryInfo::File { size, .. } => Ok(Some(size)),
         _ => Ok(None),
     })
@@ -827,7 +845,8 @@ struct AppendStep {
 /// Publishes verified bytes under the key's name: the old sidecar goes first, then the rename,
 /// then the new sidecar, so a crash at any point leaves either no sidecar (the hash is
 /// recomputed) or one that matches the visible bytes.
-async fn publish(
+async fn publish<R: Runtime>(
+    runtime: &R,
     dir: &Arc<RootDir>,
     target: &Target,
     source: &str,
@@ -841,7 +860,7 @@ async fn publish(
     let target_sidecar = target.target_sidecar();
     let partial = target.partial();
     let total_sidecar = upload::total_sidecar(target);
-    blocking(move || {
+    blocking(runtime, move || {
         if let EntryInfo::Directory = dir.stat(&rel)? {
             return Err(StoreError::IsADirectory);
         }
@@ -860,7 +879,8 @@ async fn publish(
     .await
 }
 
-async fn discard_state(
+async fn discard_state<R: Runtime>(
+    runtime: &R,
     dir: &Arc<RootDir>,
     target: &Target,
     discard: Discard,
@@ -872,7 +892,7 @@ async fn discard_state(
     let partial = target.partial();
     let total_sidecar = upload::total_sidecar(target);
     let target_sidecar = target.target_sidecar();
-    blocking(move || {
+    blocking(runtime, move || {
         if discard.partial {
             dir.remove_file(&partial)?;
             dir.remove_file(&total_sidecar)?;
@@ -885,14 +905,18 @@ async fn discard_state(
     .await
 }
 
-async fn read_state(dir: &Arc<RootDir>, target: &Target) -> Result<FileState, StoreError> {
+async fn read_state<R: Runtime>(
+    runtime: &R,
+    dir: &Arc<RootDir>,
+    target: &Target,
+) -> Result<FileState, StoreError> {
     let dir = dir.clone();
     let rel = target.rel().to_owned();
     let sidecar = target.sidecar();
     let partial = target.partial();
     let target_sidecar = target.target_sidecar();
     let total_sidecar = upload::total_sidecar(target);
-    blocking(move || {
+    blocking(runtime, move || {
         let entry = match dir.stat(&rel)? {
             EntryInfo::Missing => Entry::Missing,
             EntryInfo::Directory => Entry::Directory,
@@ -1019,7 +1043,8 @@ impl Streamed {
 /// Streams the request body into `file` on a blocking writer thread while hashing: at most
 /// `exact` bytes are taken (the rest is left unread), more than `max_len` fails. The file is
 /// synced before `Done` is reported.
-async fn stream_body(
+async fn stream_body<R: Runtime>(
+    runtime: &R,
     mut body: Incoming,
     file: std::fs::File,
     exact: Option<u64>,
@@ -1027,13 +1052,13 @@ async fn stream_body(
     limits: BodyLimits,
 ) -> (Streamed, u64) {
     let idle = limits.idle;
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let mut rate = RateCheck::new(limits.min_rate, Duration::ZERO);
     // Writing and hashing run on two blocking threads, so the upload proceeds at the pace of
     // the slower of the two rather than their sum.
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+    let writer = runtime.unblock(move || -> io::Result<u64> {
         // Write-back overlaps the transfer: every SYNC_EVERY bytes a helper thread flushes
         // what is written so far, so the final sync has little left to do.
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<()>(1);
@@ -1066,7 +1091,7 @@ async fn stream_body(
         file.sync_all()?;
         Ok(written)
     });
-    let hasher = tokio::task::spawn_blocking(move || {
+    let hasher = runtime.unblock(move || {
         let mut hasher = sha2::Sha256::new();
         while let Some(chunk) = hash_rx.blocking_recv() {
             hasher.update(&chunk);
@@ -1076,7 +1101,7 @@ async fn stream_body(
     let mut received = 0u64;
     let mut failure = None;
     while exact.is_none_or(|exact| received < exact) {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let frame = match runtime::timeout(runtime, idle, body.frame()).await {
             Err(_) => {
                 failure = Some(Streamed::Idle);
                 break;
@@ -1160,14 +1185,15 @@ impl KeyLocks {
 /// streamed download: the memory bound per download is unchanged).
 const SMALL_BODY: u64 = crate::body::READ_CHUNK as u64;
 
-async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+async fn blocking<R, T, F>(runtime: &R, work: F) -> Result<T, StoreError>
 where
+    R: Runtime,
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(work).await {
+    match runtime.unblock(work).await {
         Ok(result) => result,
-        Err(join) => Err(StoreError::Io(io::Error::other(join.to_string()))),
+        Err(unfinished) => Err(StoreError::Io(io::Error::other(unfinished.to_string()))),
     }
 }
 

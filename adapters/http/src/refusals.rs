@@ -2,11 +2,12 @@
 
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nodegate_core::refusal_log::{self, LogDecision, RefusalKey, RefusalLog, Summary};
-use tokio::time::Instant;
 use tracing::{debug, info};
+
+use crate::runtime::Runtime;
 
 /// Refusal log aggregation shared by all connections.
 pub(crate) struct Refusals {
@@ -33,14 +34,14 @@ impl Refusals {
     }
 
     /// Emits due summaries, forever (the server aborts this task when it stops).
-    pub(crate) async fn run(&self) {
+    pub(crate) async fn run<R: Runtime>(&self, runtime: &R) {
         if self.interval.is_zero() {
             return;
         }
-        let mut tick = tokio::time::interval(self.interval.min(Duration::from_secs(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let period = self.interval.min(Duration::from_secs(1));
         loop {
-            tick.tick().await;
+            // A tick a period after the previous one was handled (a late tick delays the next).
+            runtime.sleep(period).await;
             let due: Vec<Summary> = {
                 let now = self.now();
                 let mut log = self.lock();
