@@ -156,9 +156,11 @@ fn run(role: Role, matches: &ArgMatches, program: &str) -> ExitCode {
         Ok(config) => config,
         Err(error) => return refuse_setting(program, &error, false),
     };
-    if let Err(error) = logging::init(&config.logging) {
-        return refuse_setting(program, &error, false);
-    }
+    // Declared before the runtime, so dropped after it: what its last tasks log is written.
+    let _log_flush = match logging::init(&config.logging) {
+        Ok(flush) => flush,
+        Err(error) => return refuse_setting(program, &error, false),
+    };
     // 2. From here the core's start-up machine decides: it evaluates the posture first and
     //    asks to exit (refusal) before it asks for the file server.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
