@@ -454,6 +454,15 @@ pub enum HeadAnswer {
     },
 }
 
+/// What a driver must read into a [`FileState`] before calling [`answer_head`]: the entry, its
+/// sidecar and the partial's size always; the target sidecar only while a partial exists; the
+/// partial's total sidecar never. Fields it may skip can stay `None` — the answer is the same
+/// (a property test holds [`answer_head`] to this). [`plan_upload`] needs every field.
+#[must_use]
+pub fn head_reads_target(partial_exists: bool) -> bool {
+    partial_exists
+}
+
 /// INV-1 and D19: what `HEAD` answers. A partial alone is [`HeadAnswer::Partial`] (200 for
 /// resume discovery, although `GET` answers 404: nothing is complete yet); a complete file is
 /// [`HeadAnswer::Complete`], or [`HeadAnswer::Replacing`] while a new upload is in progress
@@ -2499,6 +2508,37 @@ mod tests {
                 let trimmed = String::from_utf8(trim_ascii(&value).to_vec()).unwrap();
                 prop_assert_eq!(sha.to_hex(), trimmed.to_lowercase());
             }
+        }
+
+        /// `answer_head` needs no total sidecar, and no target sidecar without a partial
+        /// ([`head_reads_target`]), so a driver that skips reading them answers the same.
+        #[test]
+        fn head_answer_ignores_what_head_does_not_read(
+            entry in prop_oneof![
+                Just(Entry::Missing),
+                Just(Entry::Directory),
+                (0_u64..100, 0_i128..3).prop_map(|(size, mtime_ns)| Entry::File { size, mtime_ns }),
+            ],
+            sidecar in prop::option::of((any::<[u8; 32]>(), 0_i128..4).prop_map(|(h, mtime_ns)| Sidecar {
+                content: Sha256(h).to_hex().into_bytes(),
+                mtime_ns,
+            })),
+            partial in prop::option::of(0_u64..100),
+            target in prop::option::of(prop_oneof![
+                any::<[u8; 32]>().prop_map(|h| Sha256(h).to_hex().into_bytes()),
+                prop::collection::vec(any::<u8>(), 0..70),
+            ]),
+            total in prop::option::of(prop::collection::vec(any::<u8>(), 0..12)),
+        ) {
+            let full = FileState { entry, sidecar: sidecar.clone(), partial, target: target.clone(), total };
+            let read = FileState {
+                entry,
+                sidecar,
+                partial,
+                target: if head_reads_target(partial.is_some()) { target } else { None },
+                total: None,
+            };
+            prop_assert_eq!(answer_head(&full), answer_head(&read));
         }
 
         /// Hex encoding round-trips, in either case.

@@ -40,9 +40,9 @@ use nodegate_store::{EntryInfo, RootDir, StoreError};
 /// Largest sidecar the server reads (a hash is 64 bytes).
 const SIDECAR_MAX: usize = 256;
 /// Body chunks buffered between the socket and the writer thread.
-const WRITE_QUEUE: usize = 32;
+const WRITE_QUEUE: usize = 8;
 /// Write buffer of the upload writer thread.
-const WRITE_BUFFER: usize = 1024 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
 /// Bytes written between two background flushes of an upload.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Directory entries the start-up sweep of each root looks at, at most (a few seconds of
@@ -153,7 +153,7 @@ impl Files {
     pub(crate) async fn head(&self, target: &Target) -> Reply {
         let dir = self.dir(target.root());
         for _ in 0..3 {
-            let mut state = match read_state(&dir, target) {
+            let mut state = match read_state(&dir, target, Reads::Head) {
                 Ok(state) => state,
                 Err(error) => return read_error(&error, "not found"),
             };
@@ -338,7 +338,7 @@ impl Files {
         };
         let mut plan = None;
         for _ in 0..3 {
-            let state = match read_state(dir, target) {
+            let state = match read_state(dir, target, Reads::All) {
                 Ok(state) => state,
                 Err(error) => return PutEnd::store(&error),
             };
@@ -897,11 +897,20 @@ async fn discard_state(
     .await
 }
 
+/// Which parts of a [`FileState`] to read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// What [`upload::answer_head`] needs ([`upload::head_reads_target`]).
+    Head,
+    /// Everything ([`upload::plan_upload`]).
+    All,
+}
+
 /// Reads what the core needs to answer a HEAD or plan a PUT: the entry and its sidecars.
 ///
 /// On the calling thread: a few `stat`s and reads of files of at most [`SIDECAR_MAX`] bytes
 /// (the sidecars nodegate writes itself) cost less than a hand-off to the blocking pool.
-fn read_state(dir: &RootDir, target: &Target) -> Result<FileState, StoreError> {
+fn read_state(dir: &RootDir, target: &Target, reads: Reads) -> Result<FileState, StoreError> {
     let rel = target.rel();
     let entry = match dir.stat(rel)? {
         EntryInfo::Missing => Entry::Missing,
@@ -918,15 +927,16 @@ fn read_state(dir: &RootDir, target: &Target) -> Result<FileState, StoreError> {
         EntryInfo::File { size, .. } => Some(size),
         _ => None,
     };
-    let target_total = match dir.read_small(&target.target_sidecar(), SIDECAR_MAX) {
-        Ok(found) => found.map(|(content, _)| content),
-        Err(StoreError::TooLarge) => Some(Vec::new()),
-        Err(error) => return Err(error),
+    let all = reads == Reads::All;
+    let target_total = if all || upload::head_reads_target(partial.is_some()) {
+        read_sidecar(dir, &target.target_sidecar())?
+    } else {
+        None
     };
-    let total = match dir.read_small(&upload::total_sidecar(target), SIDECAR_MAX) {
-        Ok(found) => found.map(|(content, _)| content),
-        Err(StoreError::TooLarge) => Some(Vec::new()),
-        Err(error) => return Err(error),
+    let total = if all {
+        read_sidecar(dir, &upload::total_sidecar(target))?
+    } else {
+        None
     };
     Ok(FileState {
         entry,
@@ -935,6 +945,15 @@ fn read_state(dir: &RootDir, target: &Target) -> Result<FileState, StoreError> {
         target: target_total,
         total,
     })
+}
+
+/// A sidecar's content; one too large to be ours reads as empty (so it parses as nothing).
+fn read_sidecar(dir: &RootDir, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match dir.read_small(rel, SIDECAR_MAX) {
+        Ok(found) => Ok(found.map(|(content, _)| content)),
+        Err(StoreError::TooLarge) => Ok(Some(Vec::new())),
+        Err(error) => Err(error),
+    }
 }
 
 /// Hashes a file beneath `dir`; returns the digest and the size and mtime it had when opened.
