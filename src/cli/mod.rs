@@ -114,7 +114,8 @@ pub fn worker() -> ExitCode {
 pub fn worker_smol() -> ExitCode {
     let program = "nodegate worker";
     let matches = command(Role::Worker).get_matches();
-    let (config, host) = match parse(Role::Worker, &matches, program) {
+    // Held to the end: what is still buffered in the log is written when it is dropped.
+    let (config, host, _log_flush) = match parse(Role::Worker, &matches, program) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -156,7 +157,8 @@ fn role_main(role: Role) -> ExitCode {
 
 /// Runs `role` with parsed command-line matches, on tokio.
 fn run(role: Role, matches: &ArgMatches, program: &str) -> ExitCode {
-    let (config, host) = match parse(role, matches, program) {
+    // Declared before the runtime, so dropped after it: what its last tasks log is written.
+    let (config, host, _log_flush) = match parse(role, matches, program) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -183,7 +185,11 @@ fn run(role: Role, matches: &ArgMatches, program: &str) -> ExitCode {
 /// The first step of every role, whatever runtime runs it: the settings from the command line
 /// and the environment, the files they name, [`Config::parse`] and the log set-up. A value
 /// that cannot be honoured is reported here ([`EXIT_CONFIG`]).
-fn parse(role: Role, matches: &ArgMatches, program: &str) -> Result<(Config, Host), ExitCode> {
+fn parse(
+    role: Role,
+    matches: &ArgMatches,
+    program: &str,
+) -> Result<(Config, Host, logging::Flush), ExitCode> {
     // 1. Parse: bad values stop here, naming the variable, before anything is bound or created.
     let vars = Vars::from_pairs(known_variables(role).iter().filter_map(|setting| {
         matches
@@ -202,10 +208,10 @@ fn parse(role: Role, matches: &ArgMatches, program: &str) -> Result<(Config, Hos
         Ok(config) => config,
         Err(error) => return Err(refuse_setting(program, &error, false)),
     };
-    if let Err(error) = logging::init(&config.logging) {
-        return Err(refuse_setting(program, &error, false));
+    match logging::init(&config.logging) {
+        Ok(flush) => Ok((config, host, flush)),
+        Err(error) => Err(refuse_setting(program, &error, false)),
     }
-    Ok((config, host))
 }
 
 /// Prints one message for a setting that cannot be honoured, and returns [`EXIT_CONFIG`]:

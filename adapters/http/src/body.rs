@@ -1,19 +1,23 @@
-//! Response bodies: whole buffers, or a file streamed from a blocking reader thread.
+//! Response bodies: whole buffers, or a file range read chunk by chunk as hyper asks for it.
+//!
+//! A chunk in the page cache is read on the connection's own thread (`preadv2(RWF_NOWAIT)`,
+//! no hand-off); a chunk that would wait for the disk is read on the blocking pool. Either way
+//! a download holds only the chunks hyper has not written yet.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
+use std::os::unix::fs::FileExt as _;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
+use tokio::sync::SemaphorePermit;
 
 use crate::runtime::Runtime;
 
-/// Size of the chunks read from disk for downloads.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
-/// Chunks buffered between the reader thread and the socket (bounds memory per download).
-const READ_AHEAD: usize = 1;
+/// Size of the chunks read for downloads, and the largest body read in one piece.
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 /// Chunk size when the budget is spent: every download keeps moving, in small steps.
 const SMALL_CHUNK: usize = 16 * 1024;
 /// Bytes of download chunks alive at once in the whole process (issue 12, item 8): read-ahead
@@ -28,7 +32,7 @@ static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DOWNLO
 /// A chunk that gives its bytes back to [`BUDGET`] when hyper is done with it.
 struct Budgeted {
     buf: Vec<u8>,
-    _permit: Option<tokio::sync::SemaphorePermit<'static>>,
+    _permit: Option<SemaphorePermit<'static>>,
 }
 
 impl AsRef<[u8]> for Budgeted {
@@ -41,14 +45,28 @@ impl AsRef<[u8]> for Budgeted {
 pub enum ResponseBody {
     /// A complete in-memory body (errors, JSON, probes).
     Full(Option<Bytes>),
-    /// A file range streamed from a blocking reader.
-    File {
-        /// Chunks from the reader thread.
-        rx: mpsc::Receiver<io::Result<Bytes>>,
-        /// Bytes still to send.
-        remaining: u64,
-    },
+    /// A file range, read as it is sent.
+    File(FileBody),
 }
+
+/// A file range being sent.
+pub struct FileBody {
+    file: Arc<std::fs::File>,
+    /// Offset of the next byte to read.
+    offset: u64,
+    /// Bytes still to send.
+    remaining: u64,
+    /// Reads a chunk that is not in the page cache on the runtime's blocking pool.
+    read_cold: Box<dyn Fn(ColdRead) -> PendingRead + Send + Sync>,
+    /// A chunk being read on the blocking pool.
+    pending: Option<PendingRead>,
+}
+
+/// A chunk to read on the blocking pool: the file, the buffer and the offset.
+type ColdRead = (Arc<std::fs::File>, Budgeted, u64);
+
+/// A chunk being read on the blocking pool.
+type PendingRead = Pin<Box<dyn std::future::Future<Output = io::Result<Budgeted>> + Send>>;
 
 impl ResponseBody {
     /// An in-memory body.
@@ -61,58 +79,78 @@ impl ResponseBody {
         }
     }
 
-    /// Streams `len` bytes of `file` from `offset`, reading on the blocking pool so the async
-    /// threads never wait on the disk. Memory stays bounded by a few chunks.
+    /// Sends `len` bytes of `file` from `offset`. Memory stays bounded by the chunks hyper
+    /// holds, and by the process-wide budget.
     pub(crate) fn file<R: Runtime>(
         runtime: &R,
-        mut file: std::fs::File,
+        file: std::fs::File,
         offset: u64,
         len: u64,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        // Not awaited: the reader runs to its end on its own (the runtime contract).
-        drop(runtime.unblock(move || {
-            if let Err(error) = file.seek(SeekFrom::Start(offset)) {
-                let _ = tx.blocking_send(Err(error));
-                return;
-            }
-            let mut left = len;
-            while left > 0 {
-                let want = usize::try_from(left).map_or(READ_CHUNK, |l| l.min(READ_CHUNK));
-                let permits = u32::try_from(want).expect("a chunk is far below 4 GiB");
-                let (want, permit) = match BUDGET.try_acquire_many(permits) {
-                    Ok(permit) => (want, Some(permit)),
-                    Err(_) => (want.min(SMALL_CHUNK), None),
-                };
-                let mut buf = vec![0_u8; want];
-                match file.read(&mut buf) {
-                    Ok(0) => {
-                        let _ = tx.blocking_send(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shrank while being sent",
-                        )));
-                        return;
-                    }
-                    Ok(n) => {
-                        buf.truncate(n);
-                        left -= n as u64;
-                        let chunk = Bytes::from_owner(Budgeted {
-                            buf,
-                            _permit: permit,
-                        });
-                        if tx.blocking_send(Ok(chunk)).is_err() {
-                            return; // client went away
-                        }
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => {
-                        let _ = tx.blocking_send(Err(error));
-                        return;
-                    }
+        let runtime = runtime.clone();
+        let read_cold = move |(file, mut chunk, offset): ColdRead| -> PendingRead {
+            let read = runtime.unblock(move || {
+                let n = file.read_at(&mut chunk.buf, offset)?;
+                chunk.buf.truncate(n);
+                Ok(chunk)
+            });
+            Box::pin(async move {
+                read.await
+                    .unwrap_or_else(|unfinished| Err(io::Error::other(unfinished.to_string())))
+            })
+        };
+        Self::File(FileBody {
+            file: Arc::new(file),
+            offset,
+            remaining: len,
+            read_cold: Box::new(read_cold),
+            pending: None,
+        })
+    }
+}
+
+impl FileBody {
+    /// The next chunk: from the page cache at once, else from the blocking pool.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        if self.pending.is_none() {
+            let want = usize::try_from(self.remaining).map_or(READ_CHUNK, |l| l.min(READ_CHUNK));
+            let permits = u32::try_from(want).expect("a chunk is far below 4 GiB");
+            let (want, permit) = match BUDGET.try_acquire_many(permits) {
+                Ok(permit) => (want, Some(permit)),
+                Err(_) => (want.min(SMALL_CHUNK), None),
+            };
+            let mut chunk = Budgeted {
+                buf: vec![0_u8; want],
+                _permit: permit,
+            };
+            match nodegate_store::read_cached(&self.file, &mut chunk.buf, self.offset)? {
+                Some(n) => {
+                    chunk.buf.truncate(n);
+                    return Poll::Ready(self.advance(chunk));
+                }
+                None => {
+                    self.pending = Some((self.read_cold)((self.file.clone(), chunk, self.offset)));
                 }
             }
-        }));
-        Self::File { rx, remaining: len }
+        }
+        let pending = self.pending.as_mut().expect("set above");
+        let read = ready!(pending.as_mut().poll(cx));
+        self.pending = None;
+        Poll::Ready(read.and_then(|chunk| self.advance(chunk)))
+    }
+
+    /// Accounts for a chunk read: an empty one means the file shrank under the download.
+    fn advance(&mut self, chunk: Budgeted) -> io::Result<Bytes> {
+        let n = chunk.buf.len() as u64;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        self.offset += n;
+        self.remaining = self.remaining.saturating_sub(n);
+        Ok(Bytes::from_owner(chunk))
     }
 }
 
@@ -126,22 +164,12 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::File { rx, remaining } => {
-                if *remaining == 0 {
+            Self::File(body) => {
+                if body.remaining == 0 {
                     return Poll::Ready(None);
                 }
-                match rx.poll_recv(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        *remaining = remaining.saturating_sub(chunk.len() as u64);
-                        Poll::Ready(Some(Ok(Frame::data(chunk))))
-                    }
-                    Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
-                    Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file reader stopped early",
-                    )))),
-                }
+                body.poll_chunk(cx)
+                    .map(|chunk| Some(chunk.map(Frame::data)))
             }
         }
     }
@@ -149,14 +177,14 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Full(bytes) => bytes.is_none(),
-            Self::File { remaining, .. } => *remaining == 0,
+            Self::File(body) => body.remaining == 0,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::File { remaining, .. } => SizeHint::with_exact(*remaining),
+            Self::File(body) => SizeHint::with_exact(body.remaining),
         }
     }
 }

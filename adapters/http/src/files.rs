@@ -41,9 +41,9 @@ use nodegate_store::{EntryInfo, RootDir, StoreError};
 /// Largest sidecar the server reads (a hash is 64 bytes).
 const SIDECAR_MAX: usize = 256;
 /// Body chunks buffered between the socket and the writer thread.
-const WRITE_QUEUE: usize = 32;
+const WRITE_QUEUE: usize = 8;
 /// Write buffer of the upload writer thread.
-const WRITE_BUFFER: usize = 1024 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
 /// Bytes written between two background flushes of an upload.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Directory entries the start-up sweep of each root looks at, at most (a few seconds of
@@ -160,7 +160,7 @@ impl<R: Runtime> Files<R> {
     pub(crate) async fn head(&self, target: &Target) -> Reply {
         let dir = self.dir(target.root());
         for _ in 0..3 {
-            let mut state = match read_state(&self.runtime, &dir, target).await {
+            let mut state = match read_state(&dir, target) {
                 Ok(state) => state,
                 Err(error) => return read_error(&error, "not found"),
             };
@@ -186,33 +186,10 @@ impl<R: Runtime> Files<R> {
         range_header: Option<&HeaderValue>,
     ) -> Response<ResponseBody> {
         let dir = self.dir(target.root());
-        let rel = target.rel().to_owned();
-        let header = range_header.cloned();
-        // One hop to the blocking pool: open, and for a small body read it there too, so that a
-        // small GET does not also wait for a reader thread (the hand-offs cost more than the
-        // page-cache read; see bench/README.md).
-        let opened = blocking(&self.runtime, move || {
-            let (file, size) = dir.open_read(&rel)?;
-            let small = match range::resolve_range(header.as_ref(), size) {
-                RangeAnswer::Full if size <= SMALL_BODY => Some((0, size)),
-                RangeAnswer::Partial { start, end } if end - start < SMALL_BODY => {
-                    Some((start, end - start + 1))
-                }
-                _ => None,
-            };
-            let bytes = match small {
-                Some((start, len)) => {
-                    use std::os::unix::fs::FileExt as _;
-                    let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
-                    file.read_exact_at(&mut buf, start)?;
-                    Some(Bytes::from(buf))
-                }
-                None => None,
-            };
-            Ok((file, size, bytes))
-        })
-        .await;
-        let (file, size, bytes) = match opened {
+        // Opened on this thread: an open and a `stat` of a cached entry cost microseconds, less
+        // than any hand-off to the blocking pool (bench/README.md); data is read here only when
+        // the page cache holds it (see `read_small_body` and `ResponseBody::file`).
+        let (file, size) = match dir.open_read(target.rel()) {
             Ok(opened) => opened,
             Err(error) => return reply(read_error(&error, "file not found"), &http::Method::GET),
         };
@@ -231,9 +208,15 @@ impl<R: Runtime> Files<R> {
                 return reply(answer, &http::Method::GET);
             }
         };
-        let body = match bytes {
-            Some(bytes) => ResponseBody::full(bytes),
-            None => ResponseBody::file(&self.runtime, file, start, len),
+        let body = if len <= SMALL_BODY {
+            match read_small_body(&self.runtime, file, start, len).await {
+                Ok(bytes) => ResponseBody::full(bytes),
+                Err(error) => {
+                    return reply(read_error(&error, "file not found"), &http::Method::GET);
+                }
+            }
+        } else {
+            ResponseBody::file(&self.runtime, file, start, len)
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -365,7 +348,7 @@ impl<R: Runtime> Files<R> {
         };
         let mut plan = None;
         for _ in 0..3 {
-            let state = match read_state(&self.runtime, dir, target).await {
+            let state = match read_state(dir, target) {
                 Ok(state) => state,
                 Err(error) => return PutEnd::store(&error),
             };
@@ -810,6 +793,40 @@ impl UploadEvent<'_> {
     }
 }
 
+/// Reads a body of at most one chunk: from the page cache on this thread when it is there
+/// (no hand-off at all), else in one hop to the blocking pool.
+async fn read_small_body<R: Runtime>(
+    runtime: &R,
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+) -> Result<Bytes, StoreError> {
+    let mut buf = vec![0; usize::try_from(len).map_err(|_| StoreError::TooLarge)?];
+    let mut done = 0;
+    while done < buf.len() {
+        match nodegate_store::read_cached(&file, &mut buf[done..], start + done as u64) {
+            Ok(Some(0)) => return Err(StoreError::from(shrank())),
+            Ok(Some(n)) => done += n,
+            Ok(None) => break,
+            Err(error) => return Err(StoreError::from(error)),
+        }
+    }
+    if done == buf.len() {
+        return Ok(Bytes::from(buf));
+    }
+    blocking(runtime, move || {
+        use std::os::unix::fs::FileExt as _;
+        file.read_exact_at(&mut buf[done..], start + done as u64)?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+}
+
+/// The error of a file that ended before the length it had when opened.
+fn shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
+}
+
 /// The size of the key's partial file: `Ok(None)` when there is none.
 async fn partial_size<R: Runtime>(
     runtime: &R,
@@ -905,52 +922,47 @@ async fn discard_state<R: Runtime>(
     .await
 }
 
-async fn read_state<R: Runtime>(
-    runtime: &R,
-    dir: &Arc<RootDir>,
-    target: &Target,
-) -> Result<FileState, StoreError> {
-    let dir = dir.clone();
-    let rel = target.rel().to_owned();
-    let sidecar = target.sidecar();
-    let partial = target.partial();
-    let target_sidecar = target.target_sidecar();
-    let total_sidecar = upload::total_sidecar(target);
-    blocking(runtime, move || {
-        let entry = match dir.stat(&rel)? {
-            EntryInfo::Missing => Entry::Missing,
-            EntryInfo::Directory => Entry::Directory,
-            EntryInfo::File { size, mtime_ns } => Entry::File { size, mtime_ns },
-            EntryInfo::Other => return Err(StoreError::NotAFile),
-        };
-        let sidecar = match dir.read_small(&sidecar, SIDECAR_MAX) {
-            Ok(found) => found.map(|(content, mtime_ns)| Sidecar { content, mtime_ns }),
-            Err(StoreError::TooLarge) => None,
-            Err(error) => return Err(error),
-        };
-        let partial = match dir.stat(&partial)? {
-            EntryInfo::File { size, .. } => Some(size),
-            _ => None,
-        };
-        let target = match dir.read_small(&target_sidecar, SIDECAR_MAX) {
-            Ok(found) => found.map(|(content, _)| content),
-            Err(StoreError::TooLarge) => Some(Vec::new()),
-            Err(error) => return Err(error),
-        };
-        let total = match dir.read_small(&total_sidecar, SIDECAR_MAX) {
-            Ok(found) => found.map(|(content, _)| content),
-            Err(StoreError::TooLarge) => Some(Vec::new()),
-            Err(error) => return Err(error),
-        };
-        Ok(FileState {
-            entry,
-            sidecar,
-            partial,
-            target,
-            total,
-        })
+/// Reads what the core needs to answer a HEAD or plan a PUT: the entry and its sidecars.
+///
+/// On the calling thread: a few `stat`s and reads of files of at most [`SIDECAR_MAX`] bytes
+/// (the sidecars nodegate writes itself) cost less than a hand-off to the blocking pool.
+fn read_state(dir: &RootDir, target: &Target) -> Result<FileState, StoreError> {
+    let rel = target.rel();
+    let entry = match dir.stat(rel)? {
+        EntryInfo::Missing => Entry::Missing,
+        EntryInfo::Directory => Entry::Directory,
+        EntryInfo::File { size, mtime_ns } => Entry::File { size, mtime_ns },
+        EntryInfo::Other => return Err(StoreError::NotAFile),
+    };
+    let sidecar = match dir.read_small(&target.sidecar(), SIDECAR_MAX) {
+        Ok(found) => found.map(|(content, mtime_ns)| Sidecar { content, mtime_ns }),
+        Err(StoreError::TooLarge) => None,
+        Err(error) => return Err(error),
+    };
+    let partial = match dir.stat(&target.partial())? {
+        EntryInfo::File { size, .. } => Some(size),
+        _ => None,
+    };
+    // Read even when the answer will not use them: a sidecar that is a link out of the root
+    // makes the whole state unreadable (D14), whatever the request.
+    let target_total = read_sidecar(dir, &target.target_sidecar())?;
+    let total = read_sidecar(dir, &upload::total_sidecar(target))?;
+    Ok(FileState {
+        entry,
+        sidecar,
+        partial,
+        target: target_total,
+        total,
     })
-    .await
+}
+
+/// A sidecar's content; one too large to be ours reads as empty (so it parses as nothing).
+fn read_sidecar(dir: &RootDir, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match dir.read_small(rel, SIDECAR_MAX) {
+        Ok(found) => Ok(found.map(|(content, _)| content)),
+        Err(StoreError::TooLarge) => Ok(Some(Vec::new())),
+        Err(error) => Err(error),
+    }
 }
 
 /// Hashes a file beneath `dir`; returns the digest and the size and mtime it had when opened.
