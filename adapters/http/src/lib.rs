@@ -110,6 +110,7 @@ mod files;
 mod linger;
 pub mod logs;
 mod metrics;
+pub mod node_files;
 mod refusals;
 pub mod runtime;
 pub mod server;
@@ -118,6 +119,7 @@ mod tasks;
 
 pub use body::ResponseBody;
 pub use logs::LogStore;
+pub use node_files::NatsRoots;
 #[cfg(feature = "smol")]
 pub use runtime::SmolRuntime;
 #[cfg(feature = "tokio")]

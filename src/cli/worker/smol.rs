@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use nodegate_http::{Server, ServerConfig, SmolRuntime};
+use nodegate_http::{NatsRoots, Server, ServerConfig, SmolRuntime};
 use nodegate_smol::member::{self, FileService, NodeFiles, Readiness, Serving};
 
 use crate::config::{Config, Host};
 use crate::smol_adapter::rt;
-use crate::tokio_adapter::member::{NatsRoots, WorkerSetup};
+use crate::tokio_adapter::member::WorkerSetup;
 
 /// Runs the worker to its exit status.
 pub(super) async fn run(config: Config, host: Host, setup: WorkerSetup) -> u8 {

@@ -30,7 +30,7 @@ use tracing::{error, info, warn};
 use crate::server::{Server, ServerConfig};
 use nats::{CredentialCell, Report};
 
-pub use nats::NatsRoots;
+pub use nodegate_http::NatsRoots;
 
 /// Time given to the file server and NATS to close at exit.
 const CLOSE_GRACE: Duration = Duration::from_secs(6);

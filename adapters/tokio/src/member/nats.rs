@@ -11,15 +11,13 @@ use std::time::Duration;
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, Subscriber};
 use futures_util::StreamExt as _;
 use nodegate_core::config::{NatsCredentials, NatsTls};
-use nodegate_core::keys::{self, ListTarget, Root, Roots};
 use nodegate_core::node_files;
 use nodegate_core::startup::{
     Handler, NatsConnectError, NatsCredential, NatsEvent, NatsServerInfo, StopReason, Subscription,
 };
+use nodegate_http::NatsRoots;
 use tokio::sync::{broadcast, mpsc};
 use tracing::warn;
-
-use nodegate_store::RootDir;
 
 /// Time allowed for one connection attempt (TCP, TLS, INFO, CONNECT and the first PONG).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -238,65 +236,6 @@ pub(crate) async fn subscribe_all(
         return Err(denied);
     }
     Ok(out)
-}
-
-/// The worker's roots, opened once for the NATS handlers of `nodes.<id>.files.*` (blocking
-/// calls, usable from any runtime: the smol worker answers the same subjects with them).
-pub struct NatsRoots {
-    roots: Roots,
-    models: RootDir,
-    staging: RootDir,
-    data: RootDir,
-}
-
-impl NatsRoots {
-    /// Opens the three roots (they exist: the file server created them).
-    ///
-    /// # Errors
-    /// A root that cannot be opened or created.
-    pub fn open(roots: &Roots) -> std::io::Result<Arc<Self>> {
-        Ok(Arc::new(Self {
-            models: RootDir::open_or_create(&roots.models)?,
-            staging: RootDir::open_or_create(&roots.staging)?,
-            data: RootDir::open_or_create(&roots.data)?,
-            roots: roots.clone(),
-        }))
-    }
-
-    fn dir(&self, root: Root) -> &RootDir {
-        match root {
-            Root::Models => &self.models,
-            Root::Staging => &self.staging,
-            Root::Data => &self.data,
-        }
-    }
-
-    /// The reply to a `files.listdir` request: the core's key rules, then a listing beneath
-    /// the root.
-    #[must_use]
-    pub fn listdir(&self, payload: &[u8]) -> Vec<u8> {
-        let target = match node_files::listdir_target(payload) {
-            Ok(target) => target,
-            Err(reply) => return reply,
-        };
-        let (dir, rel) = match &target {
-            ListTarget::Root(root) => (self.dir(*root), None),
-            ListTarget::Dir(target) => (self.dir(target.root()), Some(target.rel())),
-        };
-        match dir.list(rel, keys::is_listable) {
-            Ok(files) => node_files::listdir_reply(&files),
-            Err(_) => node_files::error_reply("directory not found"),
-        }
-    }
-
-    /// The reply to a `files.temp` request: a new output temp file in staging.
-    #[must_use]
-    pub fn temp(&self) -> Vec<u8> {
-        match self.staging.create_output_temp() {
-            Ok(name) => node_files::temp_reply(&self.roots.staging.join(name)),
-            Err(_) => node_files::error_reply("creating temp file failed"),
-        }
-    }
 }
 
 /// Serves the worker's subscriptions until each subscription ends.
