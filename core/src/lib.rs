@@ -13,6 +13,7 @@
 //! - [`keys`]: percent-decoding, validation and routing of file keys to safe relative paths;
 //! - [`upload`]: `Content-Range` and hash headers, and the resumable-upload planner;
 //! - [`range`]: `Range` resolution of downloads (206 / 416);
+//! - [`file_fault`]: what a failed file read or write answers (404, 400, 507 or a bare 500);
 //! - [`logs`]: backend log ring buffers and their JSON frames;
 //! - [`refusal_log`]: refusal logs aggregated per reason and remote, one line per interval;
 //! - [`request`]: classification of request heads into commands, auth first;
@@ -156,6 +157,7 @@
 pub mod auth;
 pub mod config;
 pub mod connections;
+pub mod file_fault;
 pub mod jwt;
 pub mod keys;
 pub mod logs;

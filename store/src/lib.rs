@@ -4,7 +4,10 @@
 //! confined to one storage root, shared by every adapter (tokio, smol, the std-only embedding)
 //! so that none of them re-implements symlink-safe opens, temporary files or partial uploads.
 //! It holds no protocol: the core (`nodegate-core`) validates every key and decides what to do;
-//! this crate only performs the effects, as quinn-udp holds quinn's socket tricks.
+//! this crate only performs the effects, as quinn-udp holds quinn's socket tricks. Its
+//! [`upload`] module carries out the multi-step effects of the core's upload protocol (read a
+//! key's state, publish, discard, hash) in the order crash safety needs, so that every driver
+//! runs the same sequence.
 //!
 //! The core validates every key into a safe relative path (`rel`: `/`-separated, no empty, `.`,
 //! `..` or leading-dot segments). Every operation resolves `rel` through a capability handle on
@@ -46,6 +49,8 @@
 //! ```
 
 #![deny(missing_docs)]
+
+pub mod upload;
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher, RandomState};
