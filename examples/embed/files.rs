@@ -4,7 +4,7 @@
 //! from the connection's thread.
 
 use std::collections::HashSet;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -13,24 +13,24 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use http::header::{self, HeaderValue};
 use nodegate_core::config::WorkerConfig;
+use nodegate_core::file_fault::FileFault;
 use nodegate_core::keys::{self, Root, Roots, Target};
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::startup::Level;
 use nodegate_core::upload::{
-    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, MinRate, NoRoom, RateCheck,
-    RateVerdict, Sha256, Sidecar, UploadPlan, UploadRequest,
+    self, AppendOutcome, Finish, HeadAnswer, MinRate, NoRoom, RateCheck, RateVerdict, Sha256,
+    Sidecar, UploadPlan, UploadRequest,
 };
-use nodegate_store::{EntryInfo, FILE_MODE, RootDir, StoreError};
+use nodegate_store::upload::{begin_append, discard as discard_state, hash_file, read_state};
+use nodegate_store::{FILE_MODE, RootDir, StoreError};
 use sha2::Digest as _;
 
 use crate::http1::{Answer, Body, bad_request};
 use crate::{lock, log};
 
-/// Size of the body and file buffers: the memory one transfer holds, whatever the file size.
+/// Size of the body buffers: the memory one transfer holds, whatever the file size.
 const CHUNK: usize = 256 * 1024;
-/// Largest sidecar read (a hash is 64 bytes).
-const SIDECAR_MAX: usize = 256;
 
 /// The three roots, opened once, and the per-key write locks.
 pub(crate) struct Files {
@@ -235,13 +235,7 @@ impl Files {
         };
         // A resumable chunk: the sidecars first, then append exactly `len` bytes to the partial.
         discard_state(dir, target, discard)?;
-        if let Some(hash) = write_target {
-            dir.write_atomic(&target.target_sidecar(), hash.to_hex().as_bytes())?;
-        }
-        if let Some(total) = write_total {
-            dir.write_atomic(&upload::total_sidecar(target), total.to_string().as_bytes())?;
-        }
-        let (file, current) = dir.open_append(&target.partial())?;
+        let (file, current) = begin_append(dir, target, write_target, write_total)?;
         if current != offset {
             let message =
                 "upload state changed while planning; retry from the size reported by HEAD";
@@ -291,116 +285,32 @@ impl Files {
         held: bool,
     ) -> Result<Option<Sidecar>, StoreError> {
         let _key = (!held).then(|| self.locks.lock(target));
-        let (hash, size, mtime) = hash_file(dir, target.rel())?;
-        match dir.stat(target.rel())? {
-            EntryInfo::File {
-                size: now,
-                mtime_ns,
-            } if now == size && mtime_ns == mtime => {
-                let hex = hash.to_hex();
-                if let Err(error) = dir.write_atomic(&target.sidecar(), hex.as_bytes()) {
-                    log(
-                        Level::Warn,
-                        &format!("could not cache the hash sidecar: {error}"),
-                    );
-                }
-                Ok(Some(Sidecar {
-                    content: hex.into_bytes(),
-                    mtime_ns: mtime,
-                }))
-            }
-            _ => Ok(None),
+        let Some(hashed) = nodegate_store::upload::hash_and_cache(dir, target)? else {
+            return Ok(None);
+        };
+        if let Some(error) = hashed.unsaved {
+            let message = format!("could not cache the hash sidecar: {error}");
+            log(Level::Warn, &message);
         }
+        Ok(Some(hashed.sidecar))
     }
 }
 
-/// Everything the core needs to know about a key on disk.
-fn read_state(dir: &RootDir, target: &Target) -> Result<FileState, StoreError> {
-    let entry = match dir.stat(target.rel())? {
-        EntryInfo::Missing => Entry::Missing,
-        EntryInfo::Directory => Entry::Directory,
-        EntryInfo::File { size, mtime_ns } => Entry::File { size, mtime_ns },
-        EntryInfo::Other => return Err(StoreError::NotAFile),
-    };
-    // An oversized sidecar is no sidecar; an oversized target or total is an unreadable one.
-    let small =
-        |rel: &str, oversized: Option<(Vec<u8>, i128)>| match dir.read_small(rel, SIDECAR_MAX) {
-            Err(StoreError::TooLarge) => Ok(oversized),
-            other => other,
-        };
-    let sidecar = small(&target.sidecar(), None)?;
-    let partial = match dir.stat(&target.partial())? {
-        EntryInfo::File { size, .. } => Some(size),
-        _ => None,
-    };
-    let unreadable = Some((Vec::new(), 0));
-    Ok(FileState {
-        entry,
-        sidecar: sidecar.map(|(content, mtime_ns)| Sidecar { content, mtime_ns }),
-        partial,
-        target: small(&target.target_sidecar(), unreadable.clone())?.map(|(content, _)| content),
-        total: small(&upload::total_sidecar(target), unreadable)?.map(|(content, _)| content),
-    })
-}
-
-/// Publishes verified bytes under the key's name: the old sidecar goes first, then the rename,
-/// then the new sidecar, so a crash leaves no sidecar or one that matches the visible bytes.
+/// Publishes verified bytes under the key's name ([`nodegate_store::upload::publish`]); a
+/// sidecar that could not be written is a warning.
 fn publish(
     dir: &RootDir,
     target: &Target,
     source: &str,
     sha256: Sha256,
-    full: bool,
+    supersede_partial: bool,
 ) -> Result<(), StoreError> {
-    if let EntryInfo::Directory = dir.stat(target.rel())? {
-        return Err(StoreError::IsADirectory);
-    }
-    dir.remove_file(&target.sidecar())?;
-    dir.rename(source, target.rel())?;
-    if let Err(error) = dir.write_atomic(&target.sidecar(), sha256.to_hex().as_bytes()) {
-        log(
-            Level::Warn,
-            &format!("could not write the hash sidecar: {error}"),
-        );
-    }
-    if full {
-        // A verified full upload supersedes a resumable one in progress.
-        dir.remove_file(&target.partial())?;
-    }
-    dir.remove_file(&upload::total_sidecar(target))?;
-    dir.remove_file(&target.target_sidecar())
-}
-
-/// Deletes the in-progress state the core names (never the complete file).
-fn discard_state(dir: &RootDir, target: &Target, discard: Discard) -> Result<(), StoreError> {
-    if discard.partial {
-        dir.remove_file(&target.partial())?;
-        dir.remove_file(&upload::total_sidecar(target))?;
-    }
-    if discard.target {
-        dir.remove_file(&target.target_sidecar())?;
+    let unsaved = nodegate_store::upload::publish(dir, target, source, sha256, supersede_partial)?;
+    if let Some(error) = unsaved {
+        let message = format!("could not write the hash sidecar: {error}");
+        log(Level::Warn, &message);
     }
     Ok(())
-}
-
-/// Hashes a file; returns the digest and the size and mtime it had before it was read.
-fn hash_file(dir: &RootDir, rel: &str) -> Result<(Sha256, u64, i128), StoreError> {
-    let (size, mtime) = match dir.stat(rel)? {
-        EntryInfo::File { size, mtime_ns } => (size, mtime_ns),
-        _ => (0, 0),
-    };
-    let (mut file, _) = dir.open_read(rel)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok((Sha256(hasher.finalize().into()), size, mtime))
 }
 
 /// How streaming a body to disk ended.
@@ -535,41 +445,26 @@ impl Drop for KeyGuard<'_> {
     }
 }
 
-/// Maps a failure to read to a reply; an escape reads as missing, so nothing outside the roots
-/// can be probed.
+/// The core's answer to a failure to read ([`FileFault::read_reply`]).
 fn read_error(error: &StoreError, missing: &str) -> Reply {
-    match error {
-        StoreError::NotFound
-        | StoreError::Escape
-        | StoreError::NotADirectory
-        | StoreError::NotAFile => Reply::error(StatusCode::NOT_FOUND, missing),
-        StoreError::IsADirectory => bad_request("is a directory"),
-        StoreError::NameTooLong => bad_request("invalid key: name too long"),
-        other => io_failure(other),
-    }
+    error
+        .fault()
+        .read_reply(missing)
+        .unwrap_or_else(|| io_failure(error))
 }
 
-/// Maps a failure to write to a reply: client-caused cases are 400, a full disk 507.
+/// The core's answer to a failure to write ([`FileFault::write_reply`]).
 fn write_error(error: &StoreError) -> Reply {
-    match error {
-        StoreError::Escape => bad_request("invalid key: the path leaves the allowed directory"),
-        StoreError::IsADirectory => bad_request("destination is a directory"),
-        StoreError::NotADirectory => bad_request("invalid key: a parent of this key is a file"),
-        StoreError::NotAFile => {
-            bad_request("destination is not a regular file (a FIFO, socket or device)")
-        }
-        StoreError::NameTooLong => bad_request("invalid key: name too long"),
-        StoreError::NoSpace | StoreError::FileTooLarge => Reply::error(
-            StatusCode::INSUFFICIENT_STORAGE,
-            &format!("insufficient storage: {error}"),
-        ),
-        other => io_failure(other),
-    }
+    error
+        .fault()
+        .write_reply()
+        .unwrap_or_else(|| io_failure(error))
 }
 
+/// The server's own failure: logged here, a bare 500 for the client.
 fn io_failure(error: &StoreError) -> Reply {
     log(Level::Error, &format!("file operation failed: {error}"));
-    internal("file operation failed")
+    FileFault::internal_reply()
 }
 
 fn internal(message: &str) -> Reply {
