@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,13 +19,14 @@ use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, H
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use nodegate_core::file_fault::FileFault;
 use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
 use nodegate_core::metrics::UploadOutcome;
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::upload::{
-    self, AppendOutcome, Discard, Entry, FileState, Finish, HeadAnswer, MinRate, NoRoom, RateCheck,
-    RateVerdict, Sha256, Sidecar, UploadPlan, UploadRequest,
+    self, AppendOutcome, Discard, Finish, HeadAnswer, MinRate, NoRoom, RateCheck, RateVerdict,
+    Sha256, Sidecar, UploadPlan, UploadRequest,
 };
 use sha2::Digest as _;
 use tokio::sync::{OwnedMutexGuard, mpsc};
@@ -36,10 +37,9 @@ use crate::body::ResponseBody;
 use crate::metrics::Metrics;
 use crate::runtime::{self, Runtime};
 use crate::server::{StartError, reply};
+use nodegate_store::upload::read_state;
 use nodegate_store::{EntryInfo, RootDir, StoreError};
 
-/// Largest sidecar the server reads (a hash is 64 bytes).
-const SIDECAR_MAX: usize = 256;
 /// Body chunks buffered between the socket and the writer thread.
 const WRITE_QUEUE: usize = 8;
 /// Write buffer of the upload writer thread.
@@ -49,8 +49,6 @@ const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Directory entries the start-up sweep of each root looks at, at most (a few seconds of
 /// work even on a slow disk; a model root holds far fewer).
 const SWEEP_MAX_ENTRIES: usize = 200_000;
-/// Read size when hashing a file.
-const HASH_CHUNK: usize = 1024 * 1024;
 
 pub(crate) struct Files<R: Runtime> {
     runtime: R,
@@ -160,6 +158,8 @@ impl<R: Runtime> Files<R> {
     pub(crate) async fn head(&self, target: &Target) -> Reply {
         let dir = self.dir(target.root());
         for _ in 0..3 {
+            // On this thread: a few `stat`s and reads of sidecars of at most a few hundred
+            // bytes cost less than a hand-off to the blocking pool (so does the plan of a PUT).
             let mut state = match read_state(&dir, target) {
                 Ok(state) => state,
                 Err(error) => return read_error(&error, "not found"),
@@ -502,19 +502,10 @@ impl<R: Runtime> Files<R> {
         }
         let opened = {
             let dir = dir.clone();
-            let partial = target.partial();
-            let target_sidecar = target.target_sidecar();
-            let write_target = step.write_target;
-            let total_sidecar = upload::total_sidecar(target);
-            let write_total = step.write_total;
+            let target = target.clone();
+            let (write_target, write_total) = (step.write_target, step.write_total);
             blocking(&self.runtime, move || {
-                if let Some(hash) = write_target {
-                    dir.write_atomic(&target_sidecar, hash.to_hex().as_bytes())?;
-                }
-                if let Some(total) = write_total {
-                    dir.write_atomic(&total_sidecar, total.to_string().as_bytes())?;
-                }
-                dir.open_append(&partial)
+                nodegate_store::upload::begin_append(&dir, &target, write_target, write_total)
             })
             .await
         };
@@ -581,7 +572,10 @@ impl<R: Runtime> Files<R> {
                 let hashed = {
                     let dir = dir.clone();
                     let partial = target.partial();
-                    blocking(&self.runtime, move || hash_file(&dir, &partial)).await
+                    blocking(&self.runtime, move || {
+                        nodegate_store::upload::hash_file(&dir, &partial)
+                    })
+                    .await
                 };
                 let (hash, _, _) = match hashed {
                     Ok(hashed) => hashed,
@@ -631,24 +625,16 @@ impl<R: Runtime> Files<R> {
         target: &Target,
     ) -> Result<Option<Sidecar>, StoreError> {
         let dir = dir.clone();
-        let rel = target.rel().to_owned();
-        let sidecar = target.sidecar();
+        let target = target.clone();
         blocking(&self.runtime, move || {
-            let (hash, size, mtime) = hash_file(&dir, &rel)?;
-            match dir.stat(&rel)? {
-                EntryInfo::File { size: s, mtime_ns } if s == size && mtime_ns == mtime => {
-                    let hex = hash.to_hex();
-                    if let Err(error) = dir.write_atomic(&sidecar, hex.as_bytes()) {
-                        // A read-only tree still answers HEAD; the hash is recomputed next time.
-                        warn!(error = %error, "could not cache the hash sidecar");
-                    }
-                    Ok(Some(Sidecar {
-                        content: hex.into_bytes(),
-                        mtime_ns: mtime,
-                    }))
-                }
-                _ => Ok(None),
+            let Some(hashed) = nodegate_store::upload::hash_and_cache(&dir, &target)? else {
+                return Ok(None);
+            };
+            if let Some(error) = hashed.unsaved {
+                // A read-only tree still answers HEAD; the hash is recomputed next time.
+                warn!(error = %error, "could not cache the hash sidecar");
             }
+            Ok(Some(hashed.sidecar))
         })
         .await
     }
@@ -859,9 +845,8 @@ struct AppendStep {
     write_total: Option<u64>,
 }
 
-/// Publishes verified bytes under the key's name: the old sidecar goes first, then the rename,
-/// then the new sidecar, so a crash at any point leaves either no sidecar (the hash is
-/// recomputed) or one that matches the visible bytes.
+/// Publishes verified bytes under the key's name on the blocking pool
+/// ([`nodegate_store::upload::publish`]: sidecar, rename, sidecar, in the crash-safe order).
 async fn publish<R: Runtime>(
     runtime: &R,
     dir: &Arc<RootDir>,
@@ -871,119 +856,35 @@ async fn publish<R: Runtime>(
     supersede_partial: bool,
 ) -> Result<(), StoreError> {
     let dir = dir.clone();
-    let rel = target.rel().to_owned();
+    let target = target.clone();
     let source = source.to_owned();
-    let sidecar = target.sidecar();
-    let target_sidecar = target.target_sidecar();
-    let partial = target.partial();
-    let total_sidecar = upload::total_sidecar(target);
     blocking(runtime, move || {
-        if let EntryInfo::Directory = dir.stat(&rel)? {
-            return Err(StoreError::IsADirectory);
-        }
-        dir.remove_file(&sidecar)?;
-        dir.rename(&source, &rel)?;
-        if let Err(error) = dir.write_atomic(&sidecar, sha256.to_hex().as_bytes()) {
+        let published =
+            nodegate_store::upload::publish(&dir, &target, &source, sha256, supersede_partial);
+        if let Some(error) = published? {
             warn!(error = %error, "could not write the hash sidecar; HEAD will recompute it");
         }
-        if supersede_partial {
-            dir.remove_file(&partial)?;
-        }
-        dir.remove_file(&total_sidecar)?;
-        dir.remove_file(&target_sidecar)?;
         Ok(())
     })
     .await
 }
 
+/// Deletes the in-progress state the core names, on the blocking pool (no hop for nothing).
 async fn discard_state<R: Runtime>(
     runtime: &R,
     dir: &Arc<RootDir>,
     target: &Target,
     discard: Discard,
 ) -> Result<(), StoreError> {
-    if !discard.partial && !discard.target {
+    if discard.is_nothing() {
         return Ok(());
     }
     let dir = dir.clone();
-    let partial = target.partial();
-    let total_sidecar = upload::total_sidecar(target);
-    let target_sidecar = target.target_sidecar();
+    let target = target.clone();
     blocking(runtime, move || {
-        if discard.partial {
-            dir.remove_file(&partial)?;
-            dir.remove_file(&total_sidecar)?;
-        }
-        if discard.target {
-            dir.remove_file(&target_sidecar)?;
-        }
-        Ok(())
+        nodegate_store::upload::discard(&dir, &target, discard)
     })
     .await
-}
-
-/// Reads what the core needs to answer a HEAD or plan a PUT: the entry and its sidecars.
-///
-/// On the calling thread: a few `stat`s and reads of files of at most [`SIDECAR_MAX`] bytes
-/// (the sidecars nodegate writes itself) cost less than a hand-off to the blocking pool.
-fn read_state(dir: &RootDir, target: &Target) -> Result<FileState, StoreError> {
-    let rel = target.rel();
-    let entry = match dir.stat(rel)? {
-        EntryInfo::Missing => Entry::Missing,
-        EntryInfo::Directory => Entry::Directory,
-        EntryInfo::File { size, mtime_ns } => Entry::File { size, mtime_ns },
-        EntryInfo::Other => return Err(StoreError::NotAFile),
-    };
-    let sidecar = match dir.read_small(&target.sidecar(), SIDECAR_MAX) {
-        Ok(found) => found.map(|(content, mtime_ns)| Sidecar { content, mtime_ns }),
-        Err(StoreError::TooLarge) => None,
-        Err(error) => return Err(error),
-    };
-    let partial = match dir.stat(&target.partial())? {
-        EntryInfo::File { size, .. } => Some(size),
-        _ => None,
-    };
-    // Read even when the answer will not use them: a sidecar that is a link out of the root
-    // makes the whole state unreadable (D14), whatever the request.
-    let target_total = read_sidecar(dir, &target.target_sidecar())?;
-    let total = read_sidecar(dir, &upload::total_sidecar(target))?;
-    Ok(FileState {
-        entry,
-        sidecar,
-        partial,
-        target: target_total,
-        total,
-    })
-}
-
-/// A sidecar's content; one too large to be ours reads as empty (so it parses as nothing).
-fn read_sidecar(dir: &RootDir, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    match dir.read_small(rel, SIDECAR_MAX) {
-        Ok(found) => Ok(found.map(|(content, _)| content)),
-        Err(StoreError::TooLarge) => Ok(Some(Vec::new())),
-        Err(error) => Err(error),
-    }
-}
-
-/// Hashes a file beneath `dir`; returns the digest and the size and mtime it had when opened.
-fn hash_file(dir: &RootDir, rel: &str) -> Result<(Sha256, u64, i128), StoreError> {
-    let before = dir.stat(rel)?;
-    let (mut file, _) = dir.open_read(rel)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; HASH_CHUNK];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(StoreError::from(error)),
-        }
-    }
-    let (size, mtime) = match before {
-        EntryInfo::File { size, mtime_ns } => (size, mtime_ns),
-        _ => (0, 0),
-    };
-    Ok((Sha256(hasher.finalize().into()), size, mtime))
 }
 
 /// How streaming a request body to disk ended.
@@ -1209,59 +1110,28 @@ where
     }
 }
 
-/// Maps a failure to read to a response. Escapes are reported as missing, so a client cannot
-/// probe what lies outside the roots.
+/// The core's answer to a failure to read ([`FileFault::read_reply`]: escapes read as
+/// missing, so a client cannot probe what lies outside the roots).
 fn read_error(error: &StoreError, missing: &str) -> Reply {
-    match error {
-        // A FIFO, socket or device is not a file that can be served: missing, as HEAD says.
-        StoreError::NotFound
-        | StoreError::Escape
-        | StoreError::NotADirectory
-        | StoreError::NotAFile => Reply::error(StatusCode::NOT_FOUND, missing),
-        StoreError::IsADirectory => Reply::error(StatusCode::BAD_REQUEST, "is a directory"),
-        StoreError::NameTooLong => {
-            Reply::error(StatusCode::BAD_REQUEST, "invalid key: name too long")
-        }
-        other => io_failure(other),
-    }
+    error
+        .fault()
+        .read_reply(missing)
+        .unwrap_or_else(|| io_failure(error))
 }
 
-/// Maps a failure to write to a response: client-caused cases are 4xx, a full disk 507.
+/// The core's answer to a failure to write ([`FileFault::write_reply`]: client-caused cases
+/// are 4xx, a full disk 507).
 fn write_error(error: &StoreError) -> Reply {
-    match error {
-        StoreError::Escape => Reply::error(
-            StatusCode::BAD_REQUEST,
-            "invalid key: the path leaves the allowed directory",
-        ),
-        StoreError::IsADirectory => {
-            Reply::error(StatusCode::BAD_REQUEST, "destination is a directory")
-        }
-        StoreError::NotADirectory => Reply::error(
-            StatusCode::BAD_REQUEST,
-            "invalid key: a parent of this key is a file",
-        ),
-        StoreError::NotAFile => Reply::error(
-            StatusCode::BAD_REQUEST,
-            "destination is not a regular file (a FIFO, socket or device)",
-        ),
-        StoreError::NameTooLong => {
-            Reply::error(StatusCode::BAD_REQUEST, "invalid key: name too long")
-        }
-        StoreError::NoSpace => Reply::error(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient storage: the worker's disk is full",
-        ),
-        StoreError::FileTooLarge => Reply::error(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient storage: the file reached the worker's file size limit",
-        ),
-        other => io_failure(other),
-    }
+    error
+        .fault()
+        .write_reply()
+        .unwrap_or_else(|| io_failure(error))
 }
 
+/// The server's own failure: logged here, a bare 500 for the client.
 fn io_failure(error: &StoreError) -> Reply {
     error!(error = %error, kind = error.kind_label(), "file operation failed");
-    internal("file operation failed")
+    FileFault::internal_reply()
 }
 
 fn internal(message: &str) -> Reply {
