@@ -226,5 +226,4 @@ pub fn begin_append(
 }
 
 #[cfg(test)]
-#[path = "upload_tests.rs"]
 mod tests;
