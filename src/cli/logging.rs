@@ -1,11 +1,13 @@
 //! The log subscriber: `NODEGATE_LOG_FORMAT` and `RUST_LOG`, checked before anything runs.
 //!
-//! Events go to stderr through [`Sink`]: when stderr is not a terminal, INFO and below collect
-//! in a 64 KiB buffer written when it fills and at least every [`FLUSH_EVERY`] (as nginx's
-//! `access_log ... buffer=64k`), so a busy worker spends one `write` per few hundred access
-//! lines instead of one each; a WARN or ERROR event is written at once together with everything
-//! before it, so a problem is never held back and the order of lines is kept. On a terminal every
-//! line is written as it comes.
+//! Events go to stderr through [`Sink`]. When stderr is not a terminal, the access log — one
+//! line per request, the only per-request INFO event — collects in a 64 KiB buffer written when
+//! it fills and at least every [`FLUSH_EVERY`] (as nginx's `access_log ... buffer=64k`), so a
+//! busy worker spends one `write` per few hundred requests instead of one each. Every other
+//! event (the posture, start-up and shutdown, uploads, warnings and errors) is written at once,
+//! together with the access lines before it, so nothing but access lines is ever held back and
+//! the order of lines is kept. A process killed with SIGKILL loses at most the access lines of
+//! its last [`FLUSH_EVERY`]. On a terminal every line is written as it comes.
 
 use std::io::{self, IsTerminal as _, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -101,7 +103,7 @@ impl Sink {
     }
 }
 
-/// One event's writer: the buffer, written through when the event is a warning or an error.
+/// One event's writer: the buffer, written through unless the event is an access line.
 struct EventWriter<'a> {
     sink: &'a Sink,
     urgent: bool,
@@ -143,7 +145,8 @@ impl<'a> MakeWriter<'a> for Sink {
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
         EventWriter {
             sink: self,
-            urgent: *meta.level() <= Level::WARN,
+            urgent: *meta.level() <= Level::WARN
+                || meta.target() != nodegate_http::ACCESS_LOG_TARGET,
         }
     }
 }

@@ -37,6 +37,10 @@ use tracing::{debug, info};
 
 use crate::metrics::Metrics;
 
+/// Target of the access log: one event per completed request (log sinks may treat this
+/// high-volume stream apart from the rest, as `nodegate`'s buffers it).
+pub const ACCESS_LOG_TARGET: &str = "nodegate_http::access";
+
 /// What the access event names the request by.
 pub(crate) enum Subject {
     /// A file or listing key, as decoded by the core.
@@ -100,6 +104,7 @@ impl<B> Drop for AccessBody<B> {
         let remote = record.remote;
         match subject {
             Subject::Key(key) => info!(
+                target: ACCESS_LOG_TARGET,
                 method,
                 key = key.as_str(),
                 status,
@@ -109,10 +114,10 @@ impl<B> Drop for AccessBody<B> {
                 "request"
             ),
             Subject::Path(path) if record.route.is_probe() => {
-                debug!(method, path = &**path, status, bytes, duration_ms, %remote, "request");
+                debug!(target: ACCESS_LOG_TARGET, method, path = &**path, status, bytes, duration_ms, %remote, "request");
             }
             Subject::Path(path) => {
-                info!(method, path = &**path, status, bytes, duration_ms, %remote, "request");
+                info!(target: ACCESS_LOG_TARGET, method, path = &**path, status, bytes, duration_ms, %remote, "request");
             }
         }
     }

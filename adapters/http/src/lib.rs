@@ -117,6 +117,7 @@ pub mod server;
 mod shedding;
 mod tasks;
 
+pub use access::ACCESS_LOG_TARGET;
 pub use body::ResponseBody;
 pub use logs::LogStore;
 pub use node_files::NatsRoots;
