@@ -88,12 +88,15 @@
 //! ## Writing an adapter
 //!
 //! An adapter (a *driver*) links this crate into a runtime: it owns the sockets, the files, the
-//! clock and the environment, and this crate owns every decision. Two drivers exist to copy
+//! clock and the environment, and this crate owns every decision. Three drivers exist to copy
 //! from: `examples/embed.rs` (package `nodegate-embed`), the smallest complete one — the file
 //! server's `HEAD`, `GET` and `PUT` and a standalone start-up on blocking `std::net` sockets and
-//! threads, with no async runtime in its dependency tree — and the tokio adapter
-//! (`nodegate-tokio`, `adapters/tokio/`), the whole worker, agent worker and frontend on tokio +
-//! hyper.
+//! threads, with no async runtime in its dependency tree; the tokio adapter (`nodegate-tokio`,
+//! `adapters/tokio/`), the whole worker, agent worker and frontend on tokio + hyper; and the
+//! smol adapter (`nodegate-smol`, `adapters/smol/`), the worker's cluster member on smol with
+//! this crate's own NATS protocol. The two async adapters share one hyper file server,
+//! `nodegate-http`, written once over a small `Runtime` trait (spawn, blocking pool, timers,
+//! accept): a new async runtime needs an implementation of that trait, not a new server.
 //!
 //! **What the core decides.**
 //! - Settings and posture: [`config::Config::parse`] from (name, value) pairs (the driver
@@ -117,8 +120,8 @@
 //!   [`staging::Upload`] (the staging client).
 //! - NATS: [`nats::NatsClient`] is the client protocol without I/O (handshake for every
 //!   credential mode, keepalive, subscriptions, request-reply, reconnect decisions) for drivers
-//!   that bring no NATS library; a driver that does (the tokio adapter uses `async-nats`) reports
-//!   the outcomes to the start-up machine, which judges them ([`startup::judge_connection`]).
+//!   that bring no NATS library (the smol adapter drives it over async-io); a driver that does
+//!   (the tokio adapter uses `async-nats`) reports the outcomes to the start-up machine, which judges them ([`startup::judge_connection`]).
 //!
 //! **What the driver does.**
 //! 1. *Carry out the effects* the core asks for: bind, accept, read and write bytes, send the
