@@ -2162,8 +2162,48 @@ fn d15_awkward_keys_are_4xx_never_5xx_and_errors_carry_no_paths(rt: Runtime) {
     assert_no_temp_files(&server);
 }
 
+/// Files whose pages are not in the page cache are read on the blocking pool (the connection's
+/// thread reads only cached pages, `RWF_NOWAIT`): a cold small body, a cold large body and a
+/// cold range all come back whole and right. The pages are dropped with
+/// `posix_fadvise(DONTNEED)` after a sync, so on Linux file systems the cold path really runs.
+fn cold_files_are_served_whole_from_the_blocking_pool(rt: Runtime) {
+    let server = TestServer::start(rt);
+    std::fs::create_dir_all(&server.roots.models).expect("models");
+    let small: Vec<u8> = (0..4096_u32).map(|i| (i % 251) as u8).collect();
+    let large: Vec<u8> = (0..(3 << 20) + 17_u32).map(|i| (i % 253) as u8).collect();
+    for (name, bytes) in [("cold-small.bin", &small), ("cold-large.bin", &large)] {
+        let path = server.roots.models.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        file.sync_all().expect("sync");
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+    }
+    let get = server.get("/v1/files/models/cold-small.bin");
+    assert_eq!(get.status, 200);
+    assert_eq!(get.body, small, "cold small body");
+    let get = server.get("/v1/files/models/cold-large.bin");
+    assert_eq!(get.status, 200);
+    assert!(
+        get.body == large,
+        "cold large body ({} bytes)",
+        get.body.len()
+    );
+    let file = std::fs::File::open(server.roots.models.join("cold-large.bin")).expect("open");
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+    let ranged = server.request(
+        "GET",
+        "/v1/files/models/cold-large.bin",
+        true,
+        &[("Range", "bytes=1000000-2999999")],
+        b"",
+    );
+    assert_eq!(ranged.status, 206);
+    assert!(ranged.body == large[1_000_000..3_000_000], "cold range");
+}
+
 common::per_runtime_tests!(
     t7_1_1_put_then_get_round_trips_the_bytes,
+    cold_files_are_served_whole_from_the_blocking_pool,
     t7_1_2_body_over_the_limit_is_413_and_leaves_nothing,
     t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs,
     t7_1_4_keys_route_to_their_root,
