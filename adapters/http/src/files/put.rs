@@ -350,7 +350,6 @@ impl<R: Runtime> Files<R> {
             }
         }
     }
-
 }
 
 /// What an upload request has done so far, for the log and the metrics.
