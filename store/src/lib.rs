@@ -50,6 +50,7 @@
 
 #![deny(missing_docs)]
 
+pub mod machine;
 pub mod upload;
 
 use std::fmt;

@@ -10,7 +10,6 @@
 //! - [`start_agent`]: the agent worker, which returns once the node is registered and its NATS
 //!   subscriptions are confirmed, handing over the connection and the subscriptions.
 
-mod facts;
 mod files;
 
 use std::path::PathBuf;
@@ -185,7 +184,7 @@ impl Driver {
             }
         });
         let mut machine = Startup::new(config.clone(), host, now());
-        machine.handle_facts(facts::measure(models.as_deref()));
+        machine.handle_facts(nodegate_store::machine::measure(models.as_deref()));
         Self {
             machine,
             config,
@@ -253,7 +252,9 @@ impl Driver {
                 }
                 Wake::Timer => {
                     let models = self.models.clone();
-                    let facts = rt::unblock(move || facts::measure(models.as_deref())).await;
+                    let facts =
+                        rt::unblock(move || nodegate_store::machine::measure(models.as_deref()))
+                            .await;
                     self.machine.handle_facts(facts);
                     self.machine.handle_timeout(now());
                 }

@@ -9,7 +9,6 @@
 //!   subscriptions are confirmed, handing the embedding program the authenticated connection
 //!   and the subscriptions to read ([`AgentWorker`]).
 
-mod facts;
 mod http;
 mod nats;
 
@@ -174,7 +173,7 @@ impl Driver {
             }
         });
         let mut machine = Startup::new(config.clone(), host, now());
-        machine.handle_facts(facts::measure(models.as_deref()));
+        machine.handle_facts(nodegate_store::machine::measure(models.as_deref()));
         Self {
             machine,
             config,
@@ -215,7 +214,7 @@ impl Driver {
                 Some(()) = recv(&mut term) => self.stop_signal("SIGTERM"),
                 Some(()) = recv(&mut int) => self.stop_signal("SIGINT"),
                 () = timer, if sleep.is_some() => {
-                    self.machine.handle_facts(facts::measure(self.models.as_deref()));
+                    self.machine.handle_facts(nodegate_store::machine::measure(self.models.as_deref()));
                     self.machine.handle_timeout(now());
                 }
             }

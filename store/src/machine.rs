@@ -1,13 +1,16 @@
-//! What the worker measures about its machine for registration and heartbeats: the memory
-//! figures of `/proc/meminfo` and a `statvfs` of the models directory, read here and turned
-//! into [`NodeFacts`] by the core.
+//! What a cluster member measures about its machine for registration and heartbeats: memory
+//! from `/proc/meminfo`, the size and free space of the filesystem holding the models directory.
+//! Read here (blocking: one small file read and one system call); the core turns the figures
+//! into [`NodeFacts`]. Anything that cannot be read is left out (the frontend reads a missing
+//! value as unknown). Both async members call it, so neither keeps its own copy.
 
 use std::path::Path;
 
 use nodegate_core::registration::NodeFacts;
 
-/// Measures the facts of this machine (blocking: a file read and one system call).
-pub(crate) fn measure(models: Option<&Path>) -> NodeFacts {
+/// Measures the facts of this machine; `models` is the models directory.
+#[must_use]
+pub fn measure(models: Option<&Path>) -> NodeFacts {
     let mut facts = NodeFacts::default();
     if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
         facts.read_meminfo(&meminfo);
