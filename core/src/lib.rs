@@ -177,4 +177,5 @@ pub mod response;
 pub mod roots;
 pub mod staging;
 pub mod startup;
+pub mod state_cache;
 pub mod upload;
