@@ -51,6 +51,7 @@
 #![deny(missing_docs)]
 
 pub mod machine;
+mod stamps;
 pub mod upload;
 
 use std::fmt;
