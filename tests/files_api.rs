@@ -1341,6 +1341,94 @@ fn d5_get_supports_one_range_and_always_sends_content_length(rt: Runtime) {
     assert_eq!(ranged.header("Content-Range"), Some("bytes */0"));
 }
 
+/// `HEAD` reuses a state read earlier only while nothing it depends on changed
+/// (`nodegate_core::state_cache`): files old enough to be kept are answered twice, then each is
+/// changed a different way behind the server's back, and every change shows in the next
+/// answer — an in-place rewrite of the file or of its sidecar, an upload's partial appearing
+/// beside it, the sidecar replaced by a link out of the root, the file removed.
+fn head_reuses_settled_states_only_while_nothing_changed(rt: Runtime) {
+    let server = TestServer::start(rt);
+    let models = &server.roots.models;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(models.join("sub")).unwrap();
+    let names = [
+        "rewrite",
+        "sidecar",
+        "partial",
+        "linked",
+        "removed",
+        "sub/nested",
+    ];
+    let content = |name: &str| format!("the content of {name}").into_bytes();
+    for name in names {
+        std::fs::write(models.join(format!("{name}.bin")), content(name)).unwrap();
+        std::fs::write(
+            models.join(format!("{name}.bin.sha256")),
+            sha256_hex(&content(name)),
+        )
+        .unwrap();
+    }
+    // Older than the cache's settle window (5 s), so the first answers are kept.
+    std::thread::sleep(Duration::from_millis(5_500));
+    let head = |name: &str| server.head(&format!("/v1/files/models/{name}.bin"));
+    for name in names {
+        for round in 0..2 {
+            let answer = head(name);
+            assert_eq!(answer.status, 200, "{name} round {round}");
+            assert_eq!(
+                answer.header("X-Content-SHA256"),
+                Some(sha256_hex(&content(name)).as_str()),
+                "{name} round {round}"
+            );
+        }
+    }
+
+    // The file rewritten in place (same inode, longer): its sidecar is older now, so the
+    // answer is the new content's hash and size.
+    let longer = b"a longer content, rewritten in place".to_vec();
+    std::fs::write(models.join("rewrite.bin"), &longer).unwrap();
+    let answer = head("rewrite");
+    assert_eq!(
+        answer.header("X-Content-SHA256"),
+        Some(sha256_hex(&longer).as_str())
+    );
+    assert_eq!(
+        answer.header("Content-Length"),
+        Some(longer.len().to_string().as_str())
+    );
+
+    // The sidecar rewritten in place with another well-formed hash, newer than the file: it
+    // is trusted as without the cache.
+    let other = sha256_hex(b"another hash");
+    std::fs::write(models.join("sidecar.bin.sha256"), &other).unwrap();
+    assert_eq!(
+        head("sidecar").header("X-Content-SHA256"),
+        Some(other.as_str())
+    );
+
+    // A partial appearing beside the file: the answer reports the upload in progress.
+    std::fs::write(models.join(".partial.bin.partial"), b"12345").unwrap();
+    assert_eq!(head("partial").header("X-File-Size"), Some("5"));
+
+    // The sidecar replaced by a link out of the root: never trusted.
+    let fake = sha256_hex(b"outside");
+    std::fs::write(outside.path().join("fake"), &fake).unwrap();
+    std::fs::remove_file(models.join("linked.bin.sha256")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("fake"),
+        models.join("linked.bin.sha256"),
+    )
+    .unwrap();
+    let answer = head("linked");
+    assert_ne!(answer.header("X-Content-SHA256"), Some(fake.as_str()));
+
+    // The file removed, and the nested one too.
+    std::fs::remove_file(models.join("removed.bin")).unwrap();
+    assert_eq!(head("removed").status, 404);
+    std::fs::remove_file(models.join("sub/nested.bin")).unwrap();
+    assert_eq!(head("sub/nested").status, 404);
+}
+
 fn d6_an_untrustworthy_sidecar_is_rehashed(rt: Runtime) {
     let server = TestServer::start(rt);
     let content = b"trust but verify";
@@ -2229,6 +2317,7 @@ common::per_runtime_tests!(
     d3_a_failed_full_upload_keeps_the_previous_good_file_and_sidecar,
     d5_get_supports_one_range_and_always_sends_content_length,
     d6_an_untrustworthy_sidecar_is_rehashed,
+    head_reuses_settled_states_only_while_nothing_changed,
     d9_range_put_over_an_identical_complete_file_is_200,
     cr_01_to_03_single_and_two_chunk_uploads,
     cr_04_skip_ahead_is_416_with_content_range_and_size,

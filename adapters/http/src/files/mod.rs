@@ -31,6 +31,7 @@ use nodegate_core::keys::{self, ListTarget, Root, Roots, Target};
 use nodegate_core::metrics::UploadOutcome;
 use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
+use nodegate_core::state_cache::StateCache;
 use nodegate_core::upload::{
     self, AppendOutcome, Discard, Finish, HeadAnswer, MinRate, NoRoom, RateCheck, RateVerdict,
     Sha256, Sidecar, UploadPlan, UploadRequest,
@@ -59,6 +60,8 @@ pub(crate) struct Files<R: Runtime> {
     data: Arc<RootDir>,
     locks: KeyLocks,
     metrics: Arc<Metrics>,
+    /// States `HEAD` reuses while their stamps are unchanged (the core decides which).
+    states: Mutex<StateCache>,
 }
 
 impl<R: Runtime> Files<R> {
@@ -87,6 +90,7 @@ impl<R: Runtime> Files<R> {
             data: open("data", Root::Data)?,
             locks: KeyLocks::default(),
             metrics,
+            states: Mutex::new(StateCache::new_default()),
         };
         // Again on the resolved paths: a symbolic link can nest roots that look apart.
         let resolved = |root: Root| std::fs::canonicalize(roots.dir(root));
@@ -161,9 +165,30 @@ impl<R: Runtime> Files<R> {
         for _ in 0..3 {
             // On this thread: a few `stat`s and reads of sidecars of at most a few hundred
             // bytes cost less than a hand-off to the blocking pool (so does the plan of a PUT).
-            let mut state = match read_state(&dir, target) {
-                Ok(state) => state,
-                Err(error) => return read_error(&error, "not found"),
+            // A state read before is reused while its stamps (three `statx`) are unchanged;
+            // the clock is read before the stamps (`nodegate_core::state_cache`).
+            let now_ns = unix_now_ns();
+            let stamps = dir.stamps(target);
+            let kept = stamps.as_ref().and_then(|stamps| {
+                self.states
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(target, stamps)
+            });
+            let mut state = match kept {
+                Some(state) => state,
+                None => match read_state(&dir, target) {
+                    Ok(state) => {
+                        if let Some(stamps) = &stamps {
+                            self.states
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .offer(target, stamps, &state, now_ns);
+                        }
+                        state
+                    }
+                    Err(error) => return read_error(&error, "not found"),
+                },
             };
             self.metrics.partial(target, state.partial);
             if upload::answer_head(&state) == HeadAnswer::NeedHash {
@@ -401,6 +426,14 @@ fn io_failure(error: &StoreError) -> Reply {
 
 fn internal(message: &str) -> Reply {
     Reply::error(StatusCode::INTERNAL_SERVER_ERROR, message)
+}
+
+/// The wall clock in nanoseconds since the Unix epoch, as filesystem timestamps count
+/// (0 if it reads before the epoch, which keeps nothing cached).
+fn unix_now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i128::try_from(since.as_nanos()).unwrap_or(0))
 }
 
 fn header_value(text: &str) -> HeaderValue {
