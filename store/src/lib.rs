@@ -923,6 +923,46 @@ pub fn read_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Res
     }
 }
 
+/// Sends up to `len` bytes of `file` from `offset` to `socket` with `sendfile(2)`: the kernel
+/// moves page-cache pages to the socket without a copy through user space. Returns the bytes
+/// sent (0 only at the end of the file); a non-blocking socket that is full gives
+/// [`io::ErrorKind::WouldBlock`]. Like any read, it waits for the disk if the pages are not
+/// cached: probe with [`read_cached`] first on a thread that must not wait.
+///
+/// # Errors
+/// The system call's error; [`io::ErrorKind::Unsupported`] off Linux.
+pub fn send_file(
+    socket: std::os::fd::BorrowedFd<'_>,
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut at = offset;
+        Ok(rustix::fs::sendfile(socket, file, Some(&mut at), len)?)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, file, offset, len);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Whether the bytes at `offset` and at `offset + len - 1` of `file` are in the page cache
+/// (two one-byte `preadv2(RWF_NOWAIT)` probes): the check an async thread makes before a
+/// [`send_file`] of that range. Pages between them may have been evicted; sequential reads
+/// are cached and evicted together, so that is rare, and costs one disk read where it happens.
+#[must_use]
+pub fn range_cached(file: &std::fs::File, offset: u64, len: u64) -> bool {
+    let mut byte = [0_u8; 1];
+    let last = offset.saturating_add(len.saturating_sub(1));
+    len > 0
+        && [offset, last]
+            .into_iter()
+            .all(|at| matches!(read_cached(file, &mut byte, at), Ok(Some(1))))
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
