@@ -251,6 +251,9 @@ pub struct Snapshot<'a> {
     pub received_bytes: u64,
     /// Response body bytes sent (downloads, listings, replies).
     pub sent_bytes: u64,
+    /// Of those, download bytes the kernel sent from the page cache (`sendfile`), without a
+    /// copy through the server's memory.
+    pub sendfile_bytes: u64,
     /// Uploads streaming right now.
     pub uploads_in_progress: u64,
     /// Bytes held by partial (resumable, not yet complete) uploads on disk.
@@ -328,6 +331,12 @@ pub fn render(snapshot: &Snapshot<'_>) -> String {
             "counter",
             "Response body bytes sent.",
             snapshot.sent_bytes,
+        ),
+        (
+            "nodegate_sendfile_bytes_total",
+            "counter",
+            "Download bytes sent with sendfile, without a copy through user space.",
+            snapshot.sendfile_bytes,
         ),
         (
             "nodegate_uploads_in_progress",
@@ -440,6 +449,7 @@ mod tests {
             uploads: &uploads,
             received_bytes: 10,
             sent_bytes: 20,
+            sendfile_bytes: 16,
             uploads_in_progress: 1,
             partial_upload_bytes: 5,
             open_connections: 3,
@@ -461,6 +471,9 @@ nodegate_received_bytes_total 10
 # HELP nodegate_sent_bytes_total Response body bytes sent.
 # TYPE nodegate_sent_bytes_total counter
 nodegate_sent_bytes_total 20
+# HELP nodegate_sendfile_bytes_total Download bytes sent with sendfile, without a copy through user space.
+# TYPE nodegate_sendfile_bytes_total counter
+nodegate_sendfile_bytes_total 16
 # HELP nodegate_uploads_in_progress Uploads streaming now.
 # TYPE nodegate_uploads_in_progress gauge
 nodegate_uploads_in_progress 1

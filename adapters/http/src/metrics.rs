@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     uploads: [AtomicU64; UPLOAD_OUTCOMES.len()],
     received: AtomicU64,
     sent: AtomicU64,
+    sendfile: AtomicU64,
     uploads_in_progress: AtomicU64,
     open_connections: AtomicU64,
     partial_bytes: AtomicU64,
@@ -44,6 +45,7 @@ impl Metrics {
             uploads: std::array::from_fn(|_| AtomicU64::new(0)),
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            sendfile: AtomicU64::new(0),
             uploads_in_progress: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
             partial_bytes: AtomicU64::new(0),
@@ -109,6 +111,11 @@ impl Metrics {
         }
     }
 
+    /// Download bytes sent with `sendfile` (also counted as sent when the body ends).
+    pub(crate) fn sendfile(&self, bytes: u64) {
+        self.sendfile.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The text exposition of every counter.
     pub(crate) fn render(&self) -> String {
         let load = |counters: &[AtomicU64]| -> Vec<u64> {
@@ -123,6 +130,7 @@ impl Metrics {
             uploads: &uploads,
             received_bytes: self.received.load(Ordering::Relaxed),
             sent_bytes: self.sent.load(Ordering::Relaxed),
+            sendfile_bytes: self.sendfile.load(Ordering::Relaxed),
             uploads_in_progress: self.uploads_in_progress.load(Ordering::Relaxed),
             partial_upload_bytes: self.partial_bytes.load(Ordering::Relaxed),
             open_connections: self.open_connections.load(Ordering::Relaxed),
