@@ -2289,9 +2289,85 @@ fn cold_files_are_served_whole_from_the_blocking_pool(rt: Runtime) {
     assert!(ranged.body == large[1_000_000..3_000_000], "cold range");
 }
 
+/// Hot downloads go out with `sendfile` (counted in `nodegate_sendfile_bytes_total`) and stay
+/// byte-exact: two whole downloads and a range crossing chunk edges on one keep-alive
+/// connection, and a reader slow enough that the socket fills and the send waits.
+fn hot_downloads_are_sent_with_sendfile_and_stay_byte_exact(rt: Runtime) {
+    let server = TestServer::start(rt);
+    std::fs::create_dir_all(&server.roots.models).expect("models");
+    let large: Vec<u8> = (0..(5 << 20) + 123_u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(server.roots.models.join("hot.bin"), &large).expect("write");
+    let get = |extra: &str| {
+        format!(
+            "GET /v1/files/models/hot.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n{extra}\r\n",
+            common::TOKEN
+        )
+    };
+
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for round in 0..2 {
+        stream.write_all(get("").as_bytes()).unwrap();
+        let whole = common::read_response(&mut stream, false).expect("a response");
+        assert_eq!(whole.status, 200, "round {round}");
+        assert!(
+            whole.body == large,
+            "round {round}: {} bytes",
+            whole.body.len()
+        );
+    }
+    stream
+        .write_all(get("Range: bytes=200000-4500000\r\n").as_bytes())
+        .unwrap();
+    let ranged = common::read_response(&mut stream, false).expect("a response");
+    assert_eq!(ranged.status, 206);
+    assert!(ranged.body == large[200_000..=4_500_000], "range");
+
+    // A slow reader: the server's sends wait for room in the socket, then go on.
+    let mut slow = TcpStream::connect(server.addr).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(get("Connection: close\r\n").as_bytes())
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = vec![0_u8; 64 * 1024];
+    loop {
+        let n = slow.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buf[..n]);
+        if received.len() < (1 << 20) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let body_at = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert!(received[body_at..] == large[..], "slow reader's body");
+
+    let metrics = server.get("/metrics").text();
+    let sendfile: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("nodegate_sendfile_bytes_total "))
+        .expect("the sendfile counter")
+        .parse()
+        .unwrap();
+    // Every chunk after each connection's first (its proof that hyper writes in place).
+    assert!(
+        sendfile >= 3.0 * 4.0 * 1024.0 * 1024.0,
+        "only {sendfile} bytes went out with sendfile"
+    );
+}
+
 common::per_runtime_tests!(
     t7_1_1_put_then_get_round_trips_the_bytes,
     cold_files_are_served_whole_from_the_blocking_pool,
+    hot_downloads_are_sent_with_sendfile_and_stay_byte_exact,
     t7_1_2_body_over_the_limit_is_413_and_leaves_nothing,
     t7_1_3_path_validation_rejects_escapes_and_accepts_new_subdirs,
     t7_1_4_keys_route_to_their_root,

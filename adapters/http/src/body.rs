@@ -1,8 +1,10 @@
-//! Response bodies: whole buffers, or a file range read chunk by chunk as hyper asks for it.
+//! Response bodies: whole buffers, or a file range sent chunk by chunk as hyper asks for it.
 //!
-//! A chunk in the page cache is read on the connection's own thread (`preadv2(RWF_NOWAIT)`,
-//! no hand-off); a chunk that would wait for the disk is read on the blocking pool. Either way
-//! a download holds only the chunks hyper has not written yet.
+//! On a connection that can (see [`crate::sendfile`]), a chunk in the page cache is not read
+//! at all: the body yields a stand-in and the kernel sends the pages with `sendfile`. Otherwise
+//! a chunk in the page cache is read on the connection's own thread (`preadv2(RWF_NOWAIT)`, no
+//! hand-off), and a chunk that would wait for the disk on the blocking pool. Either way a
+//! download holds only the chunks hyper has not written yet.
 
 use std::io;
 use std::os::unix::fs::FileExt as _;
@@ -15,6 +17,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::SemaphorePermit;
 
 use crate::runtime::Runtime;
+use crate::sendfile::{Link, STANDIN_MAX};
 
 /// Size of the chunks read for downloads, and the largest body read in one piece.
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
@@ -60,6 +63,9 @@ pub struct FileBody {
     read_cold: Box<dyn Fn(ColdRead) -> PendingRead + Send + Sync>,
     /// A chunk being read on the blocking pool.
     pending: Option<PendingRead>,
+    /// The connection's `sendfile` link: cached chunks go out as stand-ins
+    /// ([`crate::sendfile`]).
+    link: Option<Link>,
 }
 
 /// A chunk to read on the blocking pool: the file, the buffer and the offset.
@@ -80,12 +86,14 @@ impl ResponseBody {
     }
 
     /// Sends `len` bytes of `file` from `offset`. Memory stays bounded by the chunks hyper
-    /// holds, and by the process-wide budget.
+    /// holds, and by the process-wide budget; with a `link`, cached chunks are sent with
+    /// `sendfile` and hold no memory at all.
     pub(crate) fn file<R: Runtime>(
         runtime: &R,
         file: std::fs::File,
         offset: u64,
         len: u64,
+        link: Option<Link>,
     ) -> Self {
         let runtime = runtime.clone();
         let read_cold = move |(file, mut chunk, offset): ColdRead| -> PendingRead {
@@ -105,6 +113,7 @@ impl ResponseBody {
             remaining: len,
             read_cold: Box::new(read_cold),
             pending: None,
+            link,
         })
     }
 }
@@ -112,6 +121,19 @@ impl ResponseBody {
 impl FileBody {
     /// The next chunk: from the page cache at once, else from the blocking pool.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        if self.pending.is_none()
+            && let Some(link) = &self.link
+        {
+            let want = usize::try_from(self.remaining).map_or(STANDIN_MAX, |l| l.min(STANDIN_MAX));
+            let (file, offset) = (&self.file, self.offset);
+            if let Some(standin) = link.standin(file, offset, want, || {
+                nodegate_store::range_cached(file, offset, want as u64)
+            }) {
+                self.offset += want as u64;
+                self.remaining -= want as u64;
+                return Poll::Ready(Ok(standin));
+            }
+        }
         if self.pending.is_none() {
             let want = usize::try_from(self.remaining).map_or(READ_CHUNK, |l| l.min(READ_CHUNK));
             let permits = u32::try_from(want).expect("a chunk is far below 4 GiB");
@@ -150,7 +172,19 @@ impl FileBody {
         }
         self.offset += n;
         self.remaining = self.remaining.saturating_sub(n);
-        Ok(Bytes::from_owner(chunk))
+        let bytes = Bytes::from_owner(chunk);
+        if let Some(link) = &self.link {
+            link.probe(&bytes);
+        }
+        Ok(bytes)
+    }
+}
+
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            link.download_ended();
+        }
     }
 }
 

@@ -113,6 +113,7 @@ mod metrics;
 pub mod node_files;
 mod refusals;
 pub mod runtime;
+mod sendfile;
 pub mod server;
 mod shedding;
 mod tasks;
@@ -121,9 +122,9 @@ pub use access::ACCESS_LOG_TARGET;
 pub use body::ResponseBody;
 pub use logs::LogStore;
 pub use node_files::NatsRoots;
-#[cfg(feature = "smol")]
-pub use runtime::SmolRuntime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;
 pub use runtime::{Runtime, Unfinished};
+#[cfg(feature = "smol")]
+pub use runtime::{SmolConn, SmolRuntime};
 pub use server::{Limits, Readiness, Server, ServerConfig, StartError};

@@ -52,6 +52,11 @@ impl<R: Runtime> Lingering<R> {
             drain: None,
         }
     }
+
+    /// The connection underneath.
+    pub(crate) fn conn(&self) -> &R::Conn {
+        &self.inner
+    }
 }
 
 impl<R: Runtime> Read for Lingering<R> {

@@ -29,6 +29,7 @@ use crate::logs::LogStore;
 use crate::metrics::Metrics;
 use crate::refusals::Refusals;
 use crate::runtime::{self, Runtime};
+use crate::sendfile::{Link, SendfileIo};
 use crate::shedding::{ClosedGuard, Connections, TrackedBody};
 use crate::tasks::Tasks;
 
@@ -298,6 +299,8 @@ impl<R: Runtime> Server<R> {
                 time: shared.limits.early_answer_linger,
                 bytes: shared.limits.early_answer_drain,
             };
+            // Shared by this connection's downloads and its stream (`crate::sendfile`).
+            let link = R::SENDFILE.then(|| Link::new(shared.metrics.clone()));
             let mut stop_rx = stop_rx.clone();
             let task_runtime = runtime.clone();
             connections.spawn(&runtime, async move {
@@ -308,15 +311,18 @@ impl<R: Runtime> Server<R> {
                     id,
                 };
                 let first_head = runtime.sleep(table.first_head_timeout());
+                let service_link = link.clone();
                 let service = service_fn(move |request| {
                     let shared = shared.clone();
                     let table = table.clone();
+                    let link = service_link.clone();
                     async move {
                         table.request(id);
                         let conn = Conn {
                             remote,
                             id,
                             table: table.clone(),
+                            link,
                         };
                         let (response, record) = handle(&shared, request, &conn).await;
                         let status = response.status().as_u16();
@@ -339,9 +345,13 @@ impl<R: Runtime> Server<R> {
                     // max_buf_size alone is soft (one read may overshoot it), so a head of
                     // about twice the size would be accepted; max_header_size is exact.
                     .max_header_size(64 * 1024)
-                    .max_buf_size(64 * 1024);
+                    .max_buf_size(64 * 1024)
+                    // Body buffers are written in place, by address: what lets a download's
+                    // stand-ins become `sendfile` calls (checked per connection all the same).
+                    .writev(true);
+                let stream = Lingering::new(stream, runtime.clone(), linger);
                 let connection = builder
-                    .serve_connection(Lingering::new(stream, runtime.clone(), linger), service)
+                    .serve_connection(SendfileIo::new(stream, link), service)
                     .with_upgrades();
                 tokio::pin!(connection);
                 tokio::pin!(first_head);
@@ -395,6 +405,8 @@ struct Conn {
     remote: SocketAddr,
     id: ConnId,
     table: Arc<Connections>,
+    /// The connection's `sendfile` link, where the runtime has one.
+    link: Option<Link>,
 }
 
 async fn handle<R: Runtime>(
@@ -500,7 +512,12 @@ async fn dispatch<R: Runtime>(
             upgrade_logs(shared, Request::from_parts(parts, body), model, conn)
         }
         Command::Head { target } => reply(shared.files.head(&target).await, &parts.method),
-        Command::Get { target, range } => shared.files.get(&target, range.as_ref()).await,
+        Command::Get { target, range } => {
+            shared
+                .files
+                .get(&target, range.as_ref(), conn.link.clone())
+                .await
+        }
         Command::Put { target, upload } => {
             let (answer, received) = shared
                 .files

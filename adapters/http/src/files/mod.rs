@@ -2,8 +2,10 @@
 //!
 //! Metadata (opens, `stat`s, sidecars of at most 256 bytes) is handled on the connection's
 //! thread, and file data is read there only from the page cache; everything that may wait for
-//! the disk runs on the runtime's blocking pool ([`Runtime::unblock`]). Downloads are read chunk
-//! by chunk as hyper asks for them ([`ResponseBody`]); uploads ([`put`]) flow to a blocking
+//! the disk runs on the runtime's blocking pool ([`Runtime::unblock`]). Downloads are sent chunk
+//! by chunk as hyper asks for them, with `sendfile` where the pages are cached
+//! ([`ResponseBody`], `crate::sendfile`); `HEAD` reuses a state read before while its stamps
+//! are unchanged (`nodegate_core::state_cache`); uploads ([`put`]) flow to a blocking
 //! writer through a small bounded channel, so memory stays flat whatever the file size. Every
 //! path comes from a core [`Target`] and is opened beneath its root by [`RootDir`], which
 //! refuses symlinks that leave the root at open time.
@@ -44,6 +46,7 @@ use crate::access::millis;
 use crate::body::ResponseBody;
 use crate::metrics::Metrics;
 use crate::runtime::{self, Runtime};
+use crate::sendfile::Link;
 use crate::server::{StartError, reply};
 use nodegate_store::upload::read_state;
 use nodegate_store::{EntryInfo, RootDir, StoreError};
@@ -210,6 +213,7 @@ impl<R: Runtime> Files<R> {
         &self,
         target: &Target,
         range_header: Option<&HeaderValue>,
+        link: Option<Link>,
     ) -> Response<ResponseBody> {
         let dir = self.dir(target.root());
         // Opened on this thread: an open and a `stat` of a cached entry cost microseconds, less
@@ -242,7 +246,7 @@ impl<R: Runtime> Files<R> {
                 }
             }
         } else {
-            ResponseBody::file(&self.runtime, file, start, len)
+            ResponseBody::file(&self.runtime, file, start, len, link)
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;

@@ -21,6 +21,10 @@
 //! - [`Runtime::accept`] waits for the next connection on the listener and returns it with
 //!   `TCP_NODELAY` set (small answers are not delayed); an error is returned as is, so the
 //!   server can tell descriptor exhaustion (`EMFILE`, `ENFILE`) from other failures.
+//! - [`Runtime::poll_sendfile`], where [`Runtime::SENDFILE`] says it works, sends file bytes on
+//!   a connection with `sendfile(2)` and waits like a write: `Pending` with the waker
+//!   registered while the socket is full. The default says it does not work, and downloads
+//!   then copy every chunk.
 
 #[cfg(feature = "smol")]
 mod smol;
@@ -35,7 +39,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 #[cfg(feature = "smol")]
-pub use self::smol::SmolRuntime;
+pub use self::smol::{SmolConn, SmolRuntime};
 #[cfg(feature = "tokio")]
 pub use self::tokio::TokioRuntime;
 
@@ -82,6 +86,26 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     /// # Errors
     /// When the socket has no local address.
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
+
+    /// Whether [`poll_sendfile`](Self::poll_sendfile) works on this runtime's connections.
+    const SENDFILE: bool = false;
+
+    /// Sends up to `len` bytes of `file` from `offset` on `conn` with `sendfile(2)`, as a write
+    /// would: `Pending` (the waker registered) while the socket is full, the bytes sent (0 at
+    /// the end of the file) otherwise. Called only for ranges in the page cache.
+    ///
+    /// # Errors
+    /// The system call's error; by default [`io::ErrorKind::Unsupported`].
+    fn poll_sendfile(
+        conn: &Self::Conn,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        let _ = (conn, cx, file, offset, len);
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
 }
 
 /// Blocking work that did not return: it panicked, or the pool dropped it.

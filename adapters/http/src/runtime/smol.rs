@@ -4,12 +4,14 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use smol::Executor;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use smol::{Async, Executor};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 use super::{Runtime, Unfinished};
@@ -68,9 +70,57 @@ impl Future for SmolSleep {
     }
 }
 
+/// An accepted connection: the stream hyper reads and writes, and its reactor handle, which
+/// waits for the socket to take more bytes when a download sends file data on it.
+#[derive(Debug)]
+pub struct SmolConn {
+    io: FuturesIo<smol::net::TcpStream>,
+    socket: Arc<Async<std::net::TcpStream>>,
+}
+
+impl Read for SmolConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl Write for SmolConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 impl Runtime for SmolRuntime {
     type Listener = smol::net::TcpListener;
-    type Conn = FuturesIo<smol::net::TcpStream>;
+    type Conn = SmolConn;
     type Timer = SmolTimer;
     type Sleep = SmolSleep;
 
@@ -114,10 +164,36 @@ impl Runtime for SmolRuntime {
     async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Conn, SocketAddr)> {
         let (stream, remote) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        Ok((FuturesIo::new(stream), remote))
+        let socket = stream.clone().into();
+        Ok((
+            SmolConn {
+                io: FuturesIo::new(stream),
+                socket,
+            },
+            remote,
+        ))
     }
 
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
         listener.local_addr()
+    }
+
+    const SENDFILE: bool = cfg!(target_os = "linux");
+
+    fn poll_sendfile(
+        conn: &Self::Conn,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match nodegate_store::send_file(conn.socket.get_ref().as_fd(), file, offset, len) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(conn.socket.poll_writable(cx))?;
+                }
+                done => return Poll::Ready(done),
+            }
+        }
     }
 }

@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -54,5 +56,27 @@ impl Runtime for TokioRuntime {
 
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
         listener.local_addr()
+    }
+
+    const SENDFILE: bool = cfg!(target_os = "linux");
+
+    fn poll_sendfile(
+        conn: &Self::Conn,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        let stream = conn.inner();
+        loop {
+            ready!(stream.poll_write_ready(cx))?;
+            // `try_io` clears the readiness on `WouldBlock`, so the next poll waits for it.
+            match stream.try_io(tokio::io::Interest::WRITABLE, || {
+                nodegate_store::send_file(stream.as_fd(), file, offset, len)
+            }) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
     }
 }
