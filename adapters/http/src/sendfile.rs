@@ -14,9 +14,10 @@
 //! - hyper writes body buffers in place (by address, with `writev`) in its queue strategy,
 //!   which the server asks for ([`hyper::server::conn::http1::Builder::writev`]); a copying
 //!   strategy would turn stand-ins into zeroes on the wire. So a connection makes stand-ins
-//!   only once it has *seen* hyper write in place: the first chunk of its first download is
-//!   real data, and the wrapper marks the link verified only when it is handed that chunk's own
-//!   memory. A hyper that copied never verifies a link, and every chunk stays real data.
+//!   only once it has *seen* hyper write in place: the first chunk of a download is real data,
+//!   kept alive until then, and the wrapper marks the link verified only when it is handed
+//!   that chunk's own memory. A hyper that copied never verifies a link, and every chunk stays
+//!   real data.
 //! - The wrapper passes no stand-in memory to the kernel. A write that starts in stand-in
 //!   memory anywhere but at the exact next range the link recorded fails the connection.
 //! - `sendfile` returning 0 (the file shrank during the download) fails the connection, as a
@@ -74,9 +75,6 @@ struct State {
     /// A real chunk the wrapper should be handed in place. It is kept alive until then, so
     /// its memory cannot be reused by a buffer of hyper's own and seen by mistake.
     probe: Option<Bytes>,
-    /// A download ended before its probe was seen in place: this connection never makes
-    /// stand-ins.
-    refuted: bool,
     /// Stand-ins yielded and not yet completely sent, oldest first.
     queued: VecDeque<Standin>,
     /// The region slot the next stand-in takes.
@@ -152,18 +150,15 @@ impl Link {
     /// such chunk of a connection is its proof.
     pub(crate) fn probe(&self, chunk: &Bytes) {
         let mut state = self.state();
-        if !state.verified && !state.refuted && state.probe.is_none() && !chunk.is_empty() {
+        if !state.verified && state.probe.is_none() && !chunk.is_empty() {
             state.probe = Some(chunk.clone());
         }
     }
 
-    /// A download ended: a probe not seen in place by now never will be (hyper copied it),
-    /// so the connection keeps sending real chunks, and the probe's memory is released.
+    /// A download ended: its probe's memory is released (hyper may not have written it yet;
+    /// the next download probes again).
     pub(crate) fn download_ended(&self) {
-        let mut state = self.state();
-        if state.probe.take().is_some() {
-            state.refuted = true;
-        }
+        self.state().probe = None;
     }
 
     /// Whether this connection makes stand-ins.
@@ -182,7 +177,11 @@ impl Link {
             state.verified = true;
             state.probe = None;
         }
-        let Some(first) = bufs.iter().position(|buf| in_region(buf)) else {
+        // An empty buffer is written (as nothing) whatever it points at.
+        let Some(first) = bufs
+            .iter()
+            .position(|buf| !buf.is_empty() && in_region(buf))
+        else {
             return Next::Plain(bufs.len());
         };
         if first > 0 {
