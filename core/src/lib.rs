@@ -12,6 +12,7 @@
 //!   unverified decoding of expiries;
 //! - [`keys`]: percent-decoding, validation and routing of file keys to safe relative paths;
 //! - [`upload`]: `Content-Range` and hash headers, and the resumable-upload planner;
+//! - [`state_cache`]: when a `HEAD` may reuse a file state read before (stamps unchanged);
 //! - [`range`]: `Range` resolution of downloads (206 / 416);
 //! - [`file_fault`]: what a failed file read or write answers (404, 400, 507 or a bare 500);
 //! - [`logs`]: backend log ring buffers and their JSON frames;
@@ -110,7 +111,9 @@
 //! - Files: [`upload::answer_head`] and [`upload::plan_upload`] from a [`upload::FileState`]
 //!   the driver reads; [`upload::finish_full`], [`upload::after_append`] and
 //!   [`upload::finish_range`] once the body is written; [`upload::RateCheck`] for slow bodies;
-//!   [`range::resolve_range`] for downloads; [`roots::check_roots`] for the roots themselves.
+//!   [`range::resolve_range`] for downloads; [`roots::check_roots`] for the roots themselves;
+//!   [`state_cache::StateCache`] for which file states may be reused, from the stamps the
+//!   driver observes.
 //! - Replies: every response is a [`response::Reply`] value (status, headers, body) that the
 //!   driver writes as it is.
 //! - Lifecycles, as machines: [`startup::Startup`] (the posture first, then registration and
