@@ -1235,6 +1235,37 @@ impl RateCheck {
     }
 }
 
+/// How a request body failed while it was streamed to disk; the driver's read loop tells
+/// which, [`BodyFailure::reply`] is the answer (the disk's own failures are
+/// [`crate::file_fault::FileFault`]s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// More bytes than the upload limit arrived (413).
+    TooLarge,
+    /// No body bytes arrived for longer than the idle timeout (408, resumable).
+    Stalled,
+    /// The body came slower than the minimum rate over a whole window (408, resumable).
+    TooSlow(MinRate),
+    /// The body broke off (the client disconnected) or its framing was invalid (400).
+    Broken,
+}
+
+impl BodyFailure {
+    /// The reply to `request` whose body failed this way.
+    #[must_use]
+    pub fn reply(self, request: &UploadRequest) -> Reply {
+        match self {
+            Self::TooLarge => too_large(request.limit.unwrap_or(u64::MAX)),
+            Self::Stalled => Reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body stalled; resume the upload",
+            ),
+            Self::TooSlow(min) => too_slow(min),
+            Self::Broken => Reply::error(StatusCode::BAD_REQUEST, "request body ended early"),
+        }
+    }
+}
+
 /// The answer to a body slower than the minimum rate: 408, resumable.
 #[must_use]
 pub fn too_slow(min: MinRate) -> Reply {
@@ -2452,6 +2483,27 @@ mod tests {
                 content_length: range.map(|r| r.len()),
                 limit,
             })
+    }
+
+    #[test]
+    fn a_failed_body_answers_413_408_or_400_with_localai_texts() {
+        let mut request = full(None, Some(10));
+        request.limit = Some(5);
+        let min = MinRate {
+            bytes_per_second: 1024,
+            window: std::time::Duration::from_secs(30),
+        };
+        let cases = [
+            (BodyFailure::TooLarge, 413, "the upload limit is 5 bytes"),
+            (BodyFailure::Stalled, 408, "request body stalled; resume the upload"),
+            (BodyFailure::TooSlow(min), 408, "under 1024 bytes/s over 30 s"),
+            (BodyFailure::Broken, 400, "request body ended early"),
+        ];
+        for (failure, status, text) in cases {
+            let reply = failure.reply(&request);
+            assert_eq!(reply.status.as_u16(), status, "{failure:?}");
+            assert!(body(&reply).contains(text), "{failure:?}: {}", body(&reply));
+        }
     }
 
     proptest! {

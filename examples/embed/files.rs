@@ -19,14 +19,14 @@ use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::startup::Level;
 use nodegate_core::upload::{
-    self, AppendOutcome, Finish, HeadAnswer, MinRate, NoRoom, RateCheck, RateVerdict, Sha256,
-    Sidecar, UploadPlan, UploadRequest,
+    self, AppendOutcome, BodyFailure, Finish, HeadAnswer, MinRate, NoRoom, RateCheck, RateVerdict,
+    Sha256, Sidecar, UploadPlan, UploadRequest,
 };
 use nodegate_store::upload::{begin_append, discard as discard_state, hash_file, read_state};
 use nodegate_store::{FILE_MODE, RootDir, StoreError};
 use sha2::Digest as _;
 
-use crate::http1::{Answer, Body, bad_request};
+use crate::http1::{Answer, Body};
 use crate::{lock, log};
 
 /// Size of the body buffers: the memory one transfer holds, whatever the file size.
@@ -317,14 +317,8 @@ fn publish(
 enum Streamed {
     /// On disk and synced.
     Done { hash: Sha256, written: u64 },
-    /// More than the limit.
-    TooLarge,
-    /// A pause longer than the idle timeout.
-    Idle,
-    /// Slower than the minimum rate over a whole window.
-    TooSlow(MinRate),
-    /// The body broke off or its framing was invalid.
-    Broken,
+    /// The body failed (too large, stalled, too slow, broken off).
+    Failed(BodyFailure),
     /// The disk refused the bytes.
     Disk(StoreError),
 }
@@ -334,13 +328,7 @@ impl Streamed {
     fn reply(self, request: &UploadRequest) -> Reply {
         match self {
             Self::Done { .. } => internal("upload finished unexpectedly"),
-            Self::TooLarge => upload::too_large(request.limit.unwrap_or(u64::MAX)),
-            Self::Idle => Reply::error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body stalled; resume the upload",
-            ),
-            Self::TooSlow(min) => upload::too_slow(min),
-            Self::Broken => bad_request("request body ended early"),
+            Self::Failed(failure) => failure.reply(request),
             Self::Disk(error) => write_error(&error),
         }
     }
@@ -379,16 +367,16 @@ fn stream_body(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                break Some(Streamed::Idle);
+                break Some(Streamed::Failed(BodyFailure::Stalled));
             }
-            Err(_) => break Some(Streamed::Broken),
+            Err(_) => break Some(Streamed::Failed(BodyFailure::Broken)),
         };
         received += n as u64;
         if rate.handle_progress(started.elapsed(), received) == RateVerdict::TooSlow {
-            break Some(Streamed::TooSlow(min_rate));
+            break Some(Streamed::Failed(BodyFailure::TooSlow(min_rate)));
         }
         if max_len.is_some_and(|max| received > max) {
-            break Some(Streamed::TooLarge);
+            break Some(Streamed::Failed(BodyFailure::TooLarge));
         }
         hasher.update(&buf[..n]);
         if let Err(error) = out.write_all(&buf[..n]) {

@@ -35,8 +35,8 @@ use nodegate_core::range::{self, RangeAnswer};
 use nodegate_core::response::Reply;
 use nodegate_core::state_cache::StateCache;
 use nodegate_core::upload::{
-    self, AppendOutcome, Discard, Finish, HeadAnswer, MinRate, NoRoom, RateCheck, RateVerdict,
-    Sha256, Sidecar, UploadPlan, UploadRequest,
+    self, AppendOutcome, BodyFailure, Discard, Finish, HeadAnswer, MinRate, NoRoom, RateCheck,
+    RateVerdict, Sha256, Sidecar, UploadPlan, UploadRequest,
 };
 use sha2::Digest as _;
 use tokio::sync::{OwnedMutexGuard, mpsc};

@@ -569,14 +569,8 @@ async fn discard_state<R: Runtime>(
 enum Streamed {
     /// The body (or the requested span of it) is on disk and synced.
     Done { hash: Sha256, written: u64 },
-    /// More bytes than allowed.
-    TooLarge,
-    /// The client paused longer than the idle timeout.
-    Idle,
-    /// The client sent slower than the minimum rate over a whole window.
-    TooSlow(MinRate),
-    /// The client broke the body (disconnect, bad chunk).
-    Broken,
+    /// The body failed (too large, stalled, too slow, broken off).
+    Failed(BodyFailure),
     /// The disk refused the bytes.
     Disk(StoreError),
 }
@@ -586,27 +580,29 @@ impl Streamed {
     fn end(self, request: &UploadRequest, received: u64, limits: BodyLimits) -> PutEnd {
         let reason = match &self {
             Self::Done { .. } => "upload finished unexpectedly".to_owned(),
-            Self::TooLarge => format!(
+            Self::Failed(BodyFailure::TooLarge) => format!(
                 "the streamed body went over the upload limit of {} bytes",
                 request.limit.unwrap_or(u64::MAX)
             ),
-            Self::Idle => format!(
+            Self::Failed(BodyFailure::Stalled) => format!(
                 "client stalled: no body bytes for {} s after {received} bytes",
                 limits.idle.as_secs()
             ),
-            Self::TooSlow(min) => format!(
+            Self::Failed(BodyFailure::TooSlow(min)) => format!(
                 "client too slow: under {} bytes/s over {} s",
                 min.bytes_per_second,
                 min.window.as_secs()
             ),
-            Self::Broken => match request.content_length.or(request.range.map(|r| r.len())) {
-                Some(expected) => format!(
-                    "client cut off mid-body: the connection ended after {received} of {expected} bytes"
-                ),
-                None => format!(
-                    "client cut off mid-body: the chunked body broke off after {received} bytes"
-                ),
-            },
+            Self::Failed(BodyFailure::Broken) => {
+                match request.content_length.or(request.range.map(|r| r.len())) {
+                    Some(expected) => format!(
+                        "client cut off mid-body: the connection ended after {received} of {expected} bytes"
+                    ),
+                    None => format!(
+                        "client cut off mid-body: the chunked body broke off after {received} bytes"
+                    ),
+                }
+            }
             Self::Disk(StoreError::NoSpace) => format!("disk full: {}", StoreError::NoSpace),
             Self::Disk(error) => format!("cannot write the upload: {error}"),
         };
@@ -619,13 +615,7 @@ impl Streamed {
     fn reply(self, request: &UploadRequest) -> Reply {
         match self {
             Self::Done { .. } => internal("upload finished unexpectedly"),
-            Self::TooLarge => upload::too_large(request.limit.unwrap_or(u64::MAX)),
-            Self::Idle => Reply::error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body stalled; resume the upload",
-            ),
-            Self::TooSlow(min) => upload::too_slow(min),
-            Self::Broken => Reply::error(StatusCode::BAD_REQUEST, "request body ended early"),
+            Self::Failed(failure) => failure.reply(request),
             Self::Disk(error) => write_error(&error),
         }
     }
@@ -694,12 +684,12 @@ async fn stream_body<R: Runtime>(
     while exact.is_none_or(|exact| received < exact) {
         let frame = match runtime::timeout(runtime, idle, body.frame()).await {
             Err(_) => {
-                failure = Some(Streamed::Idle);
+                failure = Some(Streamed::Failed(BodyFailure::Stalled));
                 break;
             }
             Ok(None) => break,
             Ok(Some(Err(_))) => {
-                failure = Some(Streamed::Broken);
+                failure = Some(Streamed::Failed(BodyFailure::Broken));
                 break;
             }
             Ok(Some(Ok(frame))) => frame,
@@ -715,11 +705,11 @@ async fn stream_body<R: Runtime>(
         }
         received += data.len() as u64;
         if rate.handle_progress(started.elapsed(), received) == RateVerdict::TooSlow {
-            failure = Some(Streamed::TooSlow(limits.min_rate));
+            failure = Some(Streamed::Failed(BodyFailure::TooSlow(limits.min_rate)));
             break;
         }
         if max_len.is_some_and(|max| received > max) {
-            failure = Some(Streamed::TooLarge);
+            failure = Some(Streamed::Failed(BodyFailure::TooLarge));
             break;
         }
         if hash_tx.send(data.clone()).await.is_err() || tx.send(data).await.is_err() {
