@@ -2495,8 +2495,16 @@ mod tests {
         };
         let cases = [
             (BodyFailure::TooLarge, 413, "the upload limit is 5 bytes"),
-            (BodyFailure::Stalled, 408, "request body stalled; resume the upload"),
-            (BodyFailure::TooSlow(min), 408, "under 1024 bytes/s over 30 s"),
+            (
+                BodyFailure::Stalled,
+                408,
+                "request body stalled; resume the upload",
+            ),
+            (
+                BodyFailure::TooSlow(min),
+                408,
+                "under 1024 bytes/s over 30 s",
+            ),
             (BodyFailure::Broken, 400, "request body ended early"),
         ];
         for (failure, status, text) in cases {
