@@ -973,6 +973,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn send_file_sends_the_range_and_range_cached_checks_both_ends() {
+        use std::os::fd::AsFd as _;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("hot.bin");
+        fs::write(&path, b"0123456789").expect("write");
+        let file = fs::File::open(&path).expect("open");
+        let (sender, mut receiver) = std::os::unix::net::UnixStream::pair().expect("pair");
+        match send_file(sender.as_fd(), &file, 3, 4) {
+            Ok(n) => {
+                assert_eq!(n, 4);
+                let mut got = [0_u8; 4];
+                receiver.read_exact(&mut got).expect("read");
+                assert_eq!(&got, b"3456");
+                assert_eq!(
+                    send_file(sender.as_fd(), &file, 10, 4).expect("at the end"),
+                    0
+                );
+            }
+            Err(error) => assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{error}"),
+        }
+        assert!(
+            !range_cached(&file, 0, 0),
+            "an empty range is never worth a send"
+        );
+        assert!(!range_cached(&file, 5, 10), "the last byte is past the end");
+        if read_cached(&file, &mut [0_u8; 1], 0)
+            .expect("probe")
+            .is_some()
+        {
+            assert!(range_cached(&file, 0, 10), "a file just written is cached");
+        }
+    }
+
+    #[test]
     fn read_cached_reads_a_file_just_written_or_says_it_cannot() {
         let tmp = tempfile::tempdir().expect("tmp");
         let path = tmp.path().join("hot.bin");

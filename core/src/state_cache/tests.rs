@@ -110,16 +110,21 @@ fn a_stamp_within_the_settle_window_keeps_nothing() {
             |s, t| s.entry.as_mut().unwrap().ctime_ns = t,
             |s, t| s.sidecar.as_mut().unwrap().ctime_ns = t,
             |s, t| s.sidecar.as_mut().unwrap().mtime_ns = t,
-            |s, t| s.dir.ctime_ns = t,
+            |s, t| s.entry.as_mut().unwrap().mtime_ns = t,
         ];
         for change in variants {
             let mut cache = StateCache::new_default();
             let mut stamps = base;
             change(&mut stamps, fresh);
+            // The state read agrees with its stamps, so only the settle rule refuses it.
             let mut state = state.clone();
             if let Some(sidecar) = &mut state.sidecar {
                 sidecar.mtime_ns = stamps.sidecar.unwrap().mtime_ns;
             }
+            if let Entry::File { mtime_ns, .. } = &mut state.entry {
+                *mtime_ns = stamps.entry.unwrap().mtime_ns;
+            }
+            assert!(stamps.describe(&state), "{stamps:?}");
             assert!(!cache.offer(&key, &stamps, &state, NOW), "{stamps:?}");
             assert!(cache.is_empty());
         }
